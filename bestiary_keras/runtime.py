@@ -1,0 +1,214 @@
+"""Profiles, seeding and metric reporting: the first cell of every notebook.
+
+Every notebook starts with a ``parameters`` cell::
+
+    PROFILE = os.environ.get("BESTIARY_PROFILE", "default")
+    SEED = int(os.environ.get("BESTIARY_SEED", "0"))
+
+followed by one call, ``setup(PROFILE, SEED)``, which seeds Python, NumPy and Keras, quiets
+TensorFlow's C++ logs and prints versions, devices and the profile. Budgets are then chosen
+with ``pick(PROFILE, ci=..., default=..., full=...)`` (fixed step counts, never seconds), and
+the notebook ends with ``report(...)`` calls that the ``bestiary`` runner collects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+
+PROFILES = ("ci", "default", "full")
+"""``ci``: CPU, about a minute, must still clearly learn. ``default``: a laptop CPU, a few
+minutes, convincing. ``full``: one GPU, the real behaviour (mixed precision, XLA)."""
+
+PROFILE_ENV = "BESTIARY_PROFILE"
+SEED_ENV = "BESTIARY_SEED"
+REPORT_ENV = "BESTIARY_REPORT"
+"""When set (the runner sets it), ``report`` appends one JSON line per metric to that file."""
+
+_STATE = {"profile": None, "seed": None, "t0": None}
+
+
+def check_profile(profile: str) -> str:
+    """Returns ``profile`` if it is one of ``PROFILES``, else raises a ``ValueError``."""
+    if profile not in PROFILES:
+        raise ValueError(
+            f"Unknown profile {profile!r}: expected one of {', '.join(PROFILES)} "
+            f"(set it with the environment variable {PROFILE_ENV})."
+        )
+    return profile
+
+
+def profile_from_env(default: str = "default") -> str:
+    """The profile named by ``BESTIARY_PROFILE`` (or ``default``), validated."""
+    return check_profile(os.environ.get(PROFILE_ENV, default).strip().lower())
+
+
+def seed_from_env(default: int = 0) -> int:
+    """The seed named by ``BESTIARY_SEED`` (or ``default``)."""
+    raw = os.environ.get(SEED_ENV, str(default)).strip()
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{SEED_ENV}={raw!r} is not an integer seed.") from None
+
+
+def pick(profile: str, *, ci, default, full=None):
+    """Chooses a budget by profile: ``pick(PROFILE, ci=300, default=2000, full=20000)``.
+
+    ``full`` falls back to ``default`` when not given.
+    """
+    check_profile(profile)
+    if profile == "ci":
+        return ci
+    if profile == "full" and full is not None:
+        return full
+    return default
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds Python's ``random``, NumPy and Keras (which seeds the backend)."""
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def quiet_tensorflow() -> None:
+    """Silences TensorFlow's C++ start-up chatter and Python warnings (call before import)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*oneDNN.*")
+    try:
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except ImportError:  # pragma: no cover - absl comes with TensorFlow
+        pass
+
+
+def devices() -> list[str]:
+    """Names of the accelerators TensorFlow sees (empty list on a CPU-only machine)."""
+    import tensorflow as tf
+
+    return [d.name for d in tf.config.list_physical_devices("GPU")]
+
+
+def setup(profile: str | None = None, seed: int | None = None, *, verbose: bool = True) -> str:
+    """One call at the top of each notebook: seed, quiet logs, print versions, devices, profile.
+
+    Args:
+        profile: ``"ci"``, ``"default"`` or ``"full"``; ``None`` reads ``BESTIARY_PROFILE``.
+        seed: the seed; ``None`` reads ``BESTIARY_SEED`` (default 0).
+        verbose: print the summary.
+
+    Returns:
+        The validated profile name.
+    """
+    quiet_tensorflow()
+    profile = profile_from_env() if profile is None else check_profile(profile)
+    seed = seed_from_env() if seed is None else int(seed)
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    seed_everything(seed)
+    gpus = devices()
+    if profile == "full" and gpus:
+        # The real behaviour: mixed precision on a GPU (XLA is chosen per model via jit_compile).
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    else:
+        keras.mixed_precision.set_global_policy("float32")
+    _STATE.update(profile=profile, seed=seed, t0=time.perf_counter())
+    if verbose:
+        print(
+            f"Python {platform.python_version()} | TensorFlow {tf.__version__} | "
+            f"Keras {keras.__version__} (backend {keras.backend.backend()}) | NumPy {np.__version__}"
+        )
+        if gpus:
+            print(f"Devices: {', '.join(gpus)}")
+        else:
+            print(
+                "Devices: no GPU found, running on the CPU "
+                f"({os.cpu_count()} cores). That is expected for the 'ci' and 'default' profiles."
+            )
+        if profile == "full" and not gpus:
+            print("Warning: the 'full' profile is meant for a GPU; on the CPU it will take hours.")
+        print(f"Profile: {profile} | seed: {seed}")
+    return profile
+
+
+def elapsed() -> float:
+    """Seconds since ``setup`` was called (0 if it was not)."""
+    t0 = _STATE["t0"]
+    return 0.0 if t0 is None else time.perf_counter() - t0
+
+
+def report(
+    name: str,
+    value: float,
+    *,
+    threshold: float | None = None,
+    higher_is_better: bool = True,
+    headline: bool = False,
+    unit: str = "",
+) -> float:
+    """Prints a measured result and hands it to the ``bestiary`` runner.
+
+    When ``threshold`` is given the result is checked (``value >= threshold`` when higher is
+    better, ``value <= threshold`` otherwise) and an ``AssertionError`` explains a failure, so
+    a notebook that stops learning fails CI. The runner's summary table shows the metrics
+    marked ``headline=True``.
+
+    Returns:
+        ``value`` as a float.
+    """
+    value = float(value)
+    if math.isnan(value):
+        raise AssertionError(f"{name} is NaN")
+    passed = None
+    if threshold is not None:
+        passed = value >= threshold if higher_is_better else value <= threshold
+    relation = ">=" if higher_is_better else "<="
+    suffix = f" {unit}" if unit else ""
+    check = "" if threshold is None else f"  (required {relation} {threshold:g}: {'ok' if passed else 'FAILED'})"
+    print(f"{name}: {value:.4g}{suffix}{check}")
+    path = os.environ.get(REPORT_ENV)
+    if path:
+        record = {
+            "name": name,
+            "value": value,
+            "threshold": threshold,
+            "higher_is_better": higher_is_better,
+            "headline": headline,
+            "unit": unit,
+            "passed": passed,
+            "profile": _STATE["profile"],
+            "seed": _STATE["seed"],
+        }
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    if passed is False:
+        raise AssertionError(
+            f"{name} = {value:.4g} does not reach the required {relation} {threshold:g} "
+            f"(profile {_STATE['profile']}, seed {_STATE['seed']})."
+        )
+    return value
+
+
+def fit_verbose() -> int:
+    """Keras ``fit`` verbosity: a live progress bar in a notebook, one line per epoch headless."""
+    return 1 if sys.stdout.isatty() or "ipykernel" in sys.modules and not os.environ.get(REPORT_ENV) else 2
