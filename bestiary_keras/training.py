@@ -1,0 +1,93 @@
+"""Training helpers shared by the notebooks: curves, timing, throughput."""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+
+
+def history_dict(history) -> dict[str, list[float]]:
+    """A ``keras.callbacks.History`` (or an already plain dict) as ``{metric: [values]}``."""
+    if isinstance(history, dict):
+        return {k: list(map(float, v)) for k, v in history.items()}
+    return {k: list(map(float, v)) for k, v in history.history.items()}
+
+
+class StepHistory(keras.callbacks.Callback):
+    """Records the training logs after every batch (curves by step, not by epoch).
+
+    Profiles fix step counts, so a per-step curve is the honest x axis. ``self.history`` maps each
+    logged metric to a list with one value per step (Keras logs running means within an epoch).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.history: dict[str, list[float]] = {}
+        self.seconds = 0.0
+        self._t0 = None
+
+    def on_train_begin(self, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+
+    def on_train_end(self, logs=None):
+        self.seconds += time.perf_counter() - self._t0
+
+
+def plot_curves(histories: dict, metric: str = "loss", *, ax=None, title: str | None = None,
+                xlabel: str = "step", logy: bool = False, smooth: int = 1):
+    """Plots one metric of several runs on one axis: ``{"label": history_or_dict, ...}``.
+
+    Args:
+        histories: run label to ``History``, ``StepHistory`` or ``{metric: [values]}``.
+        metric: the key to plot (e.g. ``"loss"``, ``"val_accuracy"``).
+        smooth: width of a moving average (1 = raw values).
+
+    Returns:
+        The matplotlib axis.
+    """
+    import matplotlib.pyplot as plt
+
+    if smooth < 1:
+        raise ValueError(f"smooth must be >= 1, got {smooth}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for label, history in histories.items():
+        values = history.history if isinstance(history, StepHistory) else history_dict(history)
+        if metric not in values:
+            raise ValueError(f"run {label!r} has no metric {metric!r}; it has {sorted(values)}")
+        y = np.asarray(values[metric], dtype=float)
+        if smooth > 1 and len(y) >= smooth:
+            y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+        ax.plot(np.arange(1, len(y) + 1), y, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(metric)
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def time_per_image(predict_fn, images, *, batch_size: int = 1, repeats: int = 1,
+                   warmup: int = 1) -> float:
+    """Milliseconds per image of ``predict_fn(batch)`` (after ``warmup`` calls), on this machine."""
+    images = np.asarray(images)
+    if len(images) == 0:
+        raise ValueError("time_per_image needs at least one image")
+    for _ in range(warmup):
+        predict_fn(images[:batch_size])
+    t0 = time.perf_counter()
+    count = 0
+    for _ in range(repeats):
+        for start in range(0, len(images), batch_size):
+            predict_fn(images[start:start + batch_size])
+            count += len(images[start:start + batch_size])
+    return 1000.0 * (time.perf_counter() - t0) / count
