@@ -1,0 +1,61 @@
+import json
+
+import numpy as np
+import pytest
+
+from bestiary_keras import runtime
+
+
+def test_pick_by_profile():
+    assert runtime.pick("ci", ci=1, default=2, full=3) == 1
+    assert runtime.pick("default", ci=1, default=2, full=3) == 2
+    assert runtime.pick("full", ci=1, default=2, full=3) == 3
+    assert runtime.pick("full", ci=1, default=2) == 2  # full falls back to default
+
+
+def test_unknown_profile_names_the_valid_ones():
+    with pytest.raises(ValueError, match="'fast'.*ci, default, full.*BESTIARY_PROFILE"):
+        runtime.pick("fast", ci=1, default=2)
+
+
+def test_profile_and_seed_from_env(monkeypatch):
+    monkeypatch.setenv("BESTIARY_PROFILE", " CI ")
+    monkeypatch.setenv("BESTIARY_SEED", "7")
+    assert runtime.profile_from_env() == "ci"
+    assert runtime.seed_from_env() == 7
+    monkeypatch.setenv("BESTIARY_SEED", "seven")
+    with pytest.raises(ValueError, match="BESTIARY_SEED='seven'"):
+        runtime.seed_from_env()
+
+
+def test_setup_seeds_numpy_and_keras(capsys):
+    import keras
+
+    runtime.setup("ci", 3)
+    a = (np.random.rand(3), keras.random.uniform((3,)).numpy())
+    runtime.setup("ci", 3)
+    b = (np.random.rand(3), keras.random.uniform((3,)).numpy())
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    out = capsys.readouterr().out
+    assert "Profile: ci | seed: 3" in out
+    assert "TensorFlow 2." in out
+    assert "no GPU found" in out or "Devices: /physical_device:GPU" in out
+
+
+def test_report_checks_threshold_and_writes_jsonl(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "metrics.jsonl"
+    monkeypatch.setenv("BESTIARY_REPORT", str(path))
+    assert runtime.report("accuracy", 0.9, threshold=0.8, headline=True) == 0.9
+    assert runtime.report("error", 0.1, threshold=0.2, higher_is_better=False) == 0.1
+    with pytest.raises(AssertionError, match="accuracy = 0.5 does not reach the required >= 0.8"):
+        runtime.report("accuracy", 0.5, threshold=0.8)
+    with pytest.raises(AssertionError, match="error = 0.3 does not reach the required <= 0.2"):
+        runtime.report("error", 0.3, threshold=0.2, higher_is_better=False)
+    with pytest.raises(AssertionError, match="NaN"):
+        runtime.report("loss", float("nan"))
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["name"] for r in records] == ["accuracy", "error", "accuracy", "error"]
+    assert [r["passed"] for r in records] == [True, True, False, False]
+    assert records[0]["headline"] is True
+    assert "(required >= 0.8: ok)" in capsys.readouterr().out
