@@ -39,7 +39,7 @@ from bestiary_keras.datasets import photos as _photos
 from bestiary_keras.datasets import shapes as _shapes
 from bestiary_keras.datasets.shapes import ALL_CLASSES, SHAPE_CLASSES
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever the generator's output changes, so old caches are not reused."""
 
 BACKGROUNDS = ("photo", "plain", "noise")
@@ -61,6 +61,8 @@ class SceneSet:
         masks: bool (N, M, H, W), visible pixels of each object (all False for padding).
         semantic: uint8 (N, H, W), 0 = background, ``k + 1`` = class ``k``.
         class_names: tuple of str.
+        areas: int32 (N, M), each object's full (unoccluded) area in pixels, 0 for padding;
+            ``masks.sum((2, 3)) / areas`` is the visible fraction.
 
     Objects are stored in placement order (a later object may hide part of an earlier one).
     """
@@ -71,6 +73,7 @@ class SceneSet:
     masks: np.ndarray
     semantic: np.ndarray
     class_names: tuple
+    areas: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -99,6 +102,7 @@ class SceneSet:
             masks=self.masks[pick],
             semantic=self.semantic[pick],
             class_names=self.class_names,
+            areas=None if self.areas is None else self.areas[pick],
         )
 
 
@@ -173,8 +177,8 @@ def _check_arguments(num_images, image_size, classes, min_objects, max_objects, 
 # ----------------------------------------------------------------------------- one scene
 def _background(rng, height, width, background):
     if background == "plain":
-        return np.broadcast_to(_shapes.random_colour(rng) * rng.uniform(0.3, 1.0),
-                               (height, width, 3)).astype(np.float32)
+        colour = _shapes.random_colour(rng) * rng.uniform(0.3, 1.0)
+        return np.full((height, width, 3), colour, np.float32)
     if background == "noise":
         import cv2
 
@@ -212,7 +216,7 @@ def _draw_clutter(rng, image, count):
 
 def _one_scene(rng, height, width, class_ids, class_names, min_objects, max_objects,
                size_range, max_overlap, clutter, background):
-    """Returns (image float32, labels list, visible masks list)."""
+    """Returns (image float32, labels list, visible masks list, full areas list)."""
     for _ in range(_SCENE_RESTARTS):
         image = np.array(_background(rng, height, width, background), np.float32)
         if clutter:
@@ -221,7 +225,6 @@ def _one_scene(rng, height, width, class_ids, class_names, min_objects, max_obje
         labels, visible, areas = [], [], []
         for _obj in range(wanted):
             cls = int(class_ids[rng.integers(len(class_ids))])
-            placed = False
             for attempt in range(_PLACEMENT_TRIES):
                 if attempt % 10 == 0:
                     size = int(rng.integers(size_range[0], size_range[1] + 1))
@@ -229,10 +232,9 @@ def _one_scene(rng, height, width, class_ids, class_names, min_objects, max_obje
                     mask = alpha >= 0.5
                     ph, pw = alpha.shape
                     # the patch may stick out of the image by its empty margin, never more
+                    # (object_size <= image side - 4 guarantees that the mask fits)
                     ys, xs = np.nonzero(mask)
                     ymin, ymax, xmin, xmax = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-                    if ymax - ymin > height or xmax - xmin > width:
-                        continue
                 y0 = int(rng.integers(-ymin, height - ymax + 1))
                 x0 = int(rng.integers(-xmin, width - xmax + 1))
                 # the window of the image covered by the patch, and of the patch in the image
@@ -240,13 +242,11 @@ def _one_scene(rng, height, width, class_ids, class_names, min_objects, max_obje
                 ix0, ix1 = max(x0, 0), min(x0 + pw, width)
                 py0, px0 = iy0 - y0, ix0 - x0
                 window = mask[py0 : py0 + iy1 - iy0, px0 : px0 + ix1 - ix0]
+                # every earlier object must keep >= (1 - max_overlap) of its own area visible
                 ok = True
                 for vis, area in zip(visible, areas):
                     hidden = np.count_nonzero(vis[iy0:iy1, ix0:ix1] & window)
                     if hidden and np.count_nonzero(vis) - hidden < (1.0 - max_overlap) * area:
-                        ok = False
-                        break
-                    if hidden and max_overlap == 0.0:
                         ok = False
                         break
                 if not ok:
@@ -262,12 +262,11 @@ def _one_scene(rng, height, width, class_ids, class_names, min_objects, max_obje
                 labels.append(cls)
                 visible.append(full)
                 areas.append(int(np.count_nonzero(mask)))
-                placed = True
                 break
-            if not placed and len(labels) >= min_objects:
-                continue  # drop it
+            # an object that found no place is dropped; the scene restarts below if that
+            # leaves fewer than min_objects
         if len(labels) >= min_objects:
-            return image, labels, visible
+            return image, labels, visible, areas
     raise ValueError(
         f"Could not place {min_objects} objects of size {size_range} in a {height}x{width} "
         f"image with max_overlap={max_overlap} after {_SCENE_RESTARTS} tries: lower "
@@ -283,10 +282,13 @@ def _generate(num_images, height, width, classes, min_objects, max_objects, size
     boxes = np.zeros((num_images, max_objects, 4), np.float32)
     masks = np.zeros((num_images, max_objects, height, width), bool)
     semantic = np.zeros((num_images, height, width), np.uint8)
+    areas = np.zeros((num_images, max_objects), np.int32)
     for i in range(num_images):
         rng = np.random.default_rng([int(seed), i])
-        image, objs, vis = _one_scene(rng, height, width, class_ids, classes, min_objects,
-                                      max_objects, size_range, max_overlap, clutter, background)
+        image, objs, vis, full_areas = _one_scene(
+            rng, height, width, class_ids, classes, min_objects, max_objects, size_range,
+            max_overlap, clutter, background,
+        )
         images[i] = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
         for j, (cls, m) in enumerate(zip(objs, vis)):
             labels[i, j] = cls
@@ -295,7 +297,8 @@ def _generate(num_images, height, width, classes, min_objects, max_objects, size
             cols = np.flatnonzero(m.any(axis=0))
             boxes[i, j] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
             semantic[i][m] = cls + 1
-    return SceneSet(images, labels, boxes, masks, semantic, tuple(classes))
+            areas[i, j] = full_areas[j]
+    return SceneSet(images, labels, boxes, masks, semantic, tuple(classes), areas)
 
 
 # ----------------------------------------------------------------------------- cache
@@ -326,6 +329,7 @@ def _load_cached(path: Path):
                 images=data["images"], labels=data["labels"], boxes=data["boxes"],
                 masks=data["masks"], semantic=data["semantic"],
                 class_names=tuple(str(c) for c in data["class_names"]),
+                areas=data["areas"],
             )
     except Exception:  # a corrupt or partial file: regenerate
         return None
@@ -339,7 +343,7 @@ def _save_cached(path: Path, scenes: SceneSet) -> None:
             np.savez_compressed(
                 f, images=scenes.images, labels=scenes.labels, boxes=scenes.boxes,
                 masks=scenes.masks, semantic=scenes.semantic,
-                class_names=np.array(scenes.class_names),
+                class_names=np.array(scenes.class_names), areas=scenes.areas,
             )
         os.replace(tmp, path)  # atomic: parallel writers never see half a file
     except OSError:

@@ -29,6 +29,7 @@ ALL_CLASSES = SHAPE_CLASSES + DIGIT_CLASSES
 
 _ROTATE_DIGITS_DEG = 15.0  # digits are only tilted: a 6 turned by 180 degrees is a 9
 _OUTLINE_KERNEL = None
+_DIGIT_THRESHOLD = 0.45  # glyph intensity (0-1) where a digit's mask begins
 
 
 def _unit_polygon(name: str) -> np.ndarray:
@@ -106,19 +107,20 @@ def render_alpha(rng: np.random.Generator, name: str, size: int) -> np.ndarray:
         big, by_digit = _digit_glyphs()
         choices = by_digit[int(name[-1])]
         glyph = big[choices[rng.integers(len(choices))]]
-        ys, xs = np.nonzero(glyph > 0.3)
-        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        ys, xs = np.nonzero(glyph >= _DIGIT_THRESHOLD)
         theta = np.deg2rad(rng.uniform(-_ROTATE_DIGITS_DEG, _ROTATE_DIGITS_DEG))
         rot = _rotation(theta)
-        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
-        centre = corners.mean(0)
-        rotated = (corners - centre) @ rot.T
-        scale = size / (rotated.max(0) - rotated.min(0)).max()
+        points = np.stack([xs, ys], -1).astype(np.float32)
+        lo, hi = points.min(0), points.max(0)
+        centre = (lo + hi) / 2
+        rotated = (points - centre) @ rot.T
+        extent = (rotated.max(0) - rotated.min(0)).max() + 1.0  # pixel centres -> pixel edges
+        scale = size / extent
         m = np.zeros((2, 3), np.float32)
         m[:, :2] = scale * rot
         m[:, 2] = c - m[:, :2] @ centre
         warped = cv2.warpAffine(glyph, m, (patch, patch), flags=cv2.INTER_LINEAR)
-        return np.clip((warped - 0.45) * 5.0 + 0.5, 0.0, 1.0)  # mask: glyph intensity >= 0.45
+        return np.clip((warped - _DIGIT_THRESHOLD) * 5.0 + 0.5, 0.0, 1.0)
     y, x = np.mgrid[:patch, :patch].astype(np.float32) - c
     if name in ("circle", "ring"):
         radius = size / 2.0
