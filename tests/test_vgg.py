@@ -1,0 +1,203 @@
+"""VGG builders, the per-class box loss, weight transfer and the fully convolutional net."""
+
+import gc
+
+import keras
+import numpy as np
+import pytest
+
+from bestiary_keras.classification import vgg as V
+
+
+@pytest.fixture(scope="module")
+def applications_counts():
+    """Builds keras.applications.VGG16/19 (weights=None) once, keeps only what the tests need."""
+    out = {}
+    for depth, builder in ((16, keras.applications.VGG16), (19, keras.applications.VGG19)):
+        model = builder(weights=None)
+        out[depth] = (model.count_params(),
+                      [(layer.name, [tuple(w.shape) for w in layer.weights])
+                       for layer in model.layers])
+        del model
+        keras.backend.clear_session()
+        gc.collect()
+    return out
+
+
+@pytest.mark.parametrize("depth, expected", [(16, 138_357_544), (19, 143_667_240)])
+def test_vgg16_vgg19_match_keras_applications(applications_counts, depth, expected):
+    model = V.build_vgg(depth)
+    try:
+        app_count, app_layers = applications_counts[depth]
+        assert app_count == expected
+        assert model.count_params() == expected
+        ours = [(layer.name, [tuple(w.shape) for w in layer.weights]) for layer in model.layers]
+        assert ours == app_layers  # same names, same order, same weight shapes
+    finally:
+        del model
+        keras.backend.clear_session()
+        gc.collect()
+
+
+def test_vgg11_vgg13_parameter_counts():
+    # Table 2 of the paper: 133 M for A and B; exact counts of the layers of Table 1.
+    for depth, expected in ((11, 132_863_336), (13, 133_047_848)):
+        model = V.build_vgg(depth)
+        assert model.count_params() == expected
+        assert sum(isinstance(l, keras.layers.Conv2D) for l in model.layers) == depth - 3
+        del model
+        keras.backend.clear_session()
+
+
+def test_narrow_variant_hand_count():
+    model = V.build_vgg("A", input_shape=(64, 64, 3), num_classes=6, base_width=8, fc_units=32,
+                  box_head=True, dropout=0.5)
+    convs = [(3, 8), (8, 16), (16, 32), (32, 32), (32, 64), (64, 64), (64, 64), (64, 64)]
+    expected = sum(9 * i * o + o for i, o in convs)
+    expected += (2 * 2 * 64 * 32 + 32) + (32 * 32 + 32) + (32 * 6 + 6) + (32 * 24 + 24)
+    assert model.count_params() == expected
+    out = model(np.zeros((2, 64, 64, 3), np.float32))
+    assert out["predictions"].shape == (2, 6) and out["boxes"].shape == (2, 24)
+    assert "fc1_dropout" in [layer.name for layer in model.layers]
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="config='F'"):
+        V.build_vgg("F")
+    with pytest.raises(ValueError, match="config=12"):
+        V.build_vgg(12)
+    with pytest.raises(ValueError, match=r"multiples of 32.*height 32 or 64"):
+        V.build_vgg("A", input_shape=(48, 48, 3), base_width=8, fc_units=8)
+    with pytest.raises(ValueError, match="dropout"):
+        V.build_vgg("A", input_shape=(32, 32, 3), base_width=8, fc_units=8, dropout=1.0)
+    with pytest.raises(ValueError, match="base_width"):
+        V.build_vgg("A", input_shape=(32, 32, 3), base_width=0)
+    # Without the top any size >= 32 works.
+    assert V.build_vgg("A", input_shape=(48, 48, 3), include_top=False,
+                 base_width=8).output.shape[1:] == (1, 1, 64)
+
+
+def test_weight_decay_is_half_l2_like_caffe():
+    model = V.build_vgg("A", input_shape=(32, 32, 3), num_classes=2, base_width=8, fc_units=8,
+                  weight_decay=5e-4, kernel_initializer="ones")
+    kernels = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
+    expected = 0.5 * 5e-4 * sum(float(np.prod(k.shape)) for k in kernels)  # ||w||^2 with w = 1
+    np.testing.assert_allclose(float(sum(model.losses)), expected, rtol=1e-5)
+
+
+def test_configuration_table_lists_every_layer():
+    table = V.configuration_table("AE")
+    assert table.count("conv3-64") == 1 + 2 and table.count("conv3-512") == 4 + 8
+    assert "16 weight layers" not in table and "19 weight layers" in table
+
+
+def test_per_class_box_loss_hand_computed():
+    # Two samples, three classes; only the box of the true class counts.
+    y_pred = np.array([
+        [9, 9, 9, 9, 0.1, 0.2, 0.5, 0.5, 9, 9, 9, 9],   # class 1 predicted box (0.1, 0.2, .5, .5)
+        [0.0, 0.0, 1.0, 1.0, 9, 9, 9, 9, 9, 9, 9, 9],   # class 0 predicted box (0, 0, 1, 1)
+    ], np.float32)
+    y_true = np.array([[1, 0.0, 0.0, 0.5, 0.5],          # error (0.1, 0.2, 0, 0): 0.5 * 0.05
+                       [0, 0.5, 0.0, 1.0, 0.0]], np.float32)  # error (-.5, 0, 0, 1): 0.5 * 1.25
+    loss = keras.ops.convert_to_numpy(V.per_class_box_loss(y_true, y_pred))
+    np.testing.assert_allclose(loss, [0.025, 0.625], rtol=1e-6)
+    # A padding sample (class -1) contributes nothing.
+    pad = np.array([[-1, 5, 5, 5, 5]], np.float32)
+    assert float(V.per_class_box_loss(pad, y_pred[:1])[0]) == 0.0
+
+
+def test_per_class_box_loss_gradient_only_on_true_class():
+    import tensorflow as tf
+
+    y_pred = tf.Variable(np.zeros((1, 12), np.float32))
+    with tf.GradientTape() as tape:
+        loss = V.per_class_box_loss(np.array([[2, 1, 1, 1, 1]], np.float32), y_pred)
+    grad = tape.gradient(loss, y_pred).numpy().reshape(3, 4)
+    np.testing.assert_allclose(grad, [[0] * 4, [0] * 4, [-1] * 4])
+
+
+def test_localisation_targets():
+    targets = V.localisation_targets(np.array([[3], [1]]),
+                                     np.array([[[16, 16, 48, 48]], [[0, 0, 16, 32]]]), 64)
+    np.testing.assert_array_equal(targets["predictions"], [3, 1])
+    np.testing.assert_allclose(targets["boxes"], [[3, 0, 0, 0.5, 0.5],
+                                                  [1, -0.375, -0.25, 0.25, 0.5]])
+
+
+def _small(config, **kwargs):
+    return V.build_vgg(config, input_shape=(64, 64, 3), num_classes=3, base_width=4, fc_units=8,
+                 box_head=True, **kwargs)
+
+
+def test_transfer_weights_by_name():
+    keras.utils.set_random_seed(0)
+    shallow, deep = _small("A"), _small("D")
+    before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in deep.layers}
+    copied = V.transfer_weights(shallow, deep, V.SHALLOW_INIT_LAYERS + ("boxes",))
+    assert copied == list(V.SHALLOW_INIT_LAYERS) + ["boxes"]
+    for name in copied:
+        for a, b in zip(shallow.get_layer(name).get_weights(), deep.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    for name in ("block1_conv2", "block3_conv3", "block5_conv3"):  # untouched
+        np.testing.assert_array_equal(deep.get_layer(name).get_weights()[0], before[name][0])
+    # Default: every same-named layer with the same shapes (A's block4/5 convs too).
+    assert "block5_conv2" in V.transfer_weights(shallow, deep)
+    with pytest.raises(ValueError, match="'block1_conv2' is not a layer of model"):
+        V.transfer_weights(shallow, deep, ["block1_conv2"])
+    wide = V.build_vgg("A", input_shape=(64, 64, 3), num_classes=3, base_width=8, fc_units=8)
+    with pytest.raises(ValueError, match="weight shapes differ"):
+        V.transfer_weights(shallow, wide, ["block1_conv1"])
+
+
+def test_fully_convolutional_matches_at_training_size_and_slides():
+    keras.utils.set_random_seed(1)
+    model = _small("A", dropout=0.5)
+    fcn = V.fully_convolutional(model)
+    dense_layers = [l for l in fcn.layers if isinstance(l, keras.layers.Conv2D)
+                    and l.name in ("fc1", "fc2", "predictions", "boxes")]
+    assert [l.kernel_size for l in dense_layers] == [(2, 2), (1, 1), (1, 1), (1, 1)]
+    x = np.random.default_rng(0).normal(size=(3, 64, 64, 3)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    got = fcn.predict(x, verbose=0)
+    assert got["predictions"].shape == (3, 1, 1, 3) and got["boxes"].shape == (3, 1, 1, 12)
+    for key in ("predictions", "boxes"):
+        np.testing.assert_allclose(got[key][:, 0, 0], expected[key], atol=1e-5)
+    # On a 96x128 input: (96 - 64) / 32 + 1 = 2 rows and 3 columns of class posteriors.
+    maps = fcn.predict(np.zeros((1, 96, 128, 3), np.float32), verbose=0)
+    assert maps["predictions"].shape == (1, 2, 3, 3) and maps["boxes"].shape == (1, 2, 3, 12)
+    np.testing.assert_allclose(maps["predictions"][0].sum(-1), np.ones((2, 3)), atol=1e-5)
+
+
+def test_dense_predict_merges_boxes_and_maps_flips_back():
+    # A tiny hand-made "fully convolutional" model: constant class scores (class 1 wins) and
+    # a box head that always says "the whole window": dx = dy = 0, w = h = 1.
+    inputs = keras.Input((None, None, 3))
+    pooled = keras.layers.AveragePooling2D(64, strides=32)(inputs)
+    zeros = keras.layers.Lambda(lambda t: t[..., :1] * 0.0)(pooled)
+    logits = keras.layers.Lambda(
+        lambda z: z + keras.ops.convert_to_tensor([0.0, 2.0], dtype="float32"))(zeros)
+    probs = keras.layers.Softmax()(logits)
+    boxes = keras.layers.Lambda(
+        lambda z: z + keras.ops.convert_to_tensor([0, 0, 1, 1] * 2, dtype="float32"))(zeros)
+    fcn = keras.Model(inputs, {"predictions": probs, "boxes": boxes})
+    images = np.zeros((2, 64, 64, 3), np.uint8)
+    out = V.dense_predict(fcn, images, window=64, scales=(64, 96), flip=True)
+    np.testing.assert_array_equal(out.labels, [1, 1])
+    np.testing.assert_allclose(out.box_scores, 1 / (1 + np.exp(-2)), rtol=1e-5)
+    assert out.score_maps[96].shape == (2, 2, 2, 2)
+    # At scale 64 the window is the whole image; at 96 the four 64-windows map to 42.67-pixel
+    # boxes at the corners, which overlap the best (first) one by less than 0.5 except
+    # itself. All locations score the same, so the first location of the first pass wins:
+    # the whole image.
+    np.testing.assert_allclose(out.boxes, [[0, 0, 64, 64]] * 2, atol=1e-4)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        V.dense_predict(fcn, images, window=64, scales=(80,))
+
+
+def test_localisation_errors_ilsvrc_rule():
+    true_boxes = np.array([[0, 0, 10, 10]] * 4, np.float32)
+    pred_boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 4], [0, 0, 10, 6], [0, 0, 10, 10]],
+                          np.float32)  # IoU 1, 0.4, 0.6, 1
+    cls_err, loc_err = V.localisation_errors([1, 1, 1, 2], pred_boxes, [1, 1, 1, 1], true_boxes)
+    assert cls_err == 0.25
+    assert loc_err == 0.5  # sample 1: IoU < 0.5; sample 3: wrong class
