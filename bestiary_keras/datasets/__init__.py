@@ -15,16 +15,26 @@ from bestiary_keras.datasets.scenes import (
     make_scenes,
 )
 from bestiary_keras.datasets.shapes import ALL_CLASSES, DIGIT_CLASSES, SHAPE_CLASSES
+from bestiary_keras.datasets.tfds_data import (
+    DatasetNotAvailableError,
+    load_pets_localization,
+    load_pets_segmentation,
+    load_tfds,
+)
 
 __all__ = [
     "ALL_CLASSES",
     "BACKGROUNDS",
     "DIGIT_CLASSES",
+    "DatasetNotAvailableError",
     "GENERATOR_VERSION",
     "PHOTO_NAMES",
     "SHAPE_CLASSES",
     "SceneSet",
     "cache_dir",
+    "load_pets_localization",
+    "load_pets_segmentation",
+    "load_tfds",
     "make_classification_data",
     "make_scenes",
 ]
