@@ -1,0 +1,129 @@
+"""The VGG training recipe: rescale, crop, flip, channel shuffle, with boxes kept consistent."""
+
+import numpy as np
+import pytest
+
+from bestiary_keras import augment, geometry
+
+
+def _scene(height=8, width=10):
+    image = np.zeros((height, width, 3), np.uint8)
+    image[2:4, 1:4] = (255, 0, 0)  # a red 3x2 block: box [1, 2, 4, 4]
+    return image, np.array([[1.0, 2.0, 4.0, 4.0]], np.float32)
+
+
+def test_flip_maps_a_known_box_to_its_mirror():
+    image, boxes = _scene()
+    flipped, flipped_boxes = augment.horizontal_flip(image[None], boxes[None])
+    # Width 10: x -> 10 - x, so [1, 2, 4, 4] -> [6, 2, 9, 4].
+    np.testing.assert_allclose(flipped_boxes, [[[6, 2, 9, 4]]])
+    assert flipped[0, 2:4, 6:9, 0].min() == 255 and flipped[0, :, :6, 0].max() == 0
+    # Flipping twice is the identity; padding slots stay all-zero.
+    padded = np.concatenate([boxes, np.zeros((1, 4), np.float32)])[None]
+    twice_images, twice = augment.horizontal_flip(*augment.horizontal_flip(image[None], padded))
+    np.testing.assert_array_equal(twice_images[0], image)
+    np.testing.assert_allclose(twice, padded)
+
+
+def test_crop_shifts_and_clips_boxes():
+    image, boxes = _scene()
+    patch, patch_boxes = augment.crop(image, boxes, x0=2, y0=1, size=(4, 6))
+    assert patch.shape == (4, 6, 3)
+    np.testing.assert_allclose(patch_boxes, [[0, 1, 2, 3]])  # [1-2, 2-1, 4-2, 4-1], x clipped at 0
+    assert patch[1:3, 0:2, 0].min() == 255
+    # A box entirely outside becomes degenerate.
+    _, outside = augment.crop(image, boxes, x0=5, y0=4, size=4)
+    assert geometry.box_area(outside)[0] == 0
+    with pytest.raises(ValueError, match="does not fit"):
+        augment.crop(image, boxes, x0=7, y0=0, size=4)
+
+
+def test_rescale_isotropic_keeps_aspect_ratio_and_scales_boxes():
+    image, boxes = _scene(8, 10)
+    big, big_boxes = augment.rescale_isotropic(image, boxes, 16)
+    assert big.shape == (16, 20, 3)
+    np.testing.assert_allclose(big_boxes, boxes * 2)
+    # The block's centre is still red after the rescale.
+    assert tuple(big[6, 5]) == (255, 0, 0)
+    same, same_boxes = augment.rescale_isotropic(image, boxes, 8)
+    assert same is image and np.array_equal(same_boxes, boxes)
+
+
+def test_channel_shuffle_permutes_channels():
+    images = np.zeros((2, 2, 2, 3), np.uint8)
+    images[..., 0], images[..., 1], images[..., 2] = 10, 20, 30
+    out = augment.shuffle_channels(images, [[2, 0, 1], [0, 1, 2]])
+    np.testing.assert_array_equal(out[0, 0, 0], [30, 10, 20])
+    np.testing.assert_array_equal(out[1, 0, 0], [10, 20, 30])
+    shuffled, perms = augment.random_channel_shuffle(images, np.random.default_rng(0))
+    for image, perm in zip(shuffled, perms):
+        np.testing.assert_array_equal(image[0, 0], np.array([10, 20, 30])[perm])
+        assert sorted(perm) == [0, 1, 2]
+    with pytest.raises(ValueError, match="permutations"):
+        augment.shuffle_channels(images, [[0, 0, 1], [0, 1, 2]])
+
+
+def test_random_crop_origin_keeps_object_centre():
+    rng = np.random.default_rng(0)
+    box = np.array([80.0, 2.0, 90.0, 12.0])  # centre (85, 7) near the top-right corner
+    for _ in range(200):
+        x0, y0 = augment.random_crop_origin(rng, (96, 96), 64, keep_centre_of=box)
+        assert 0 <= x0 <= 32 and 0 <= y0 <= 32
+        assert x0 <= 85 < x0 + 64 and y0 <= 7 < y0 + 64
+    # Without the constraint every origin is possible.
+    origins = {augment.random_crop_origin(rng, (66, 66), 64) for _ in range(200)}
+    assert origins == {(x, y) for x in range(3) for y in range(3)}
+
+
+def test_augment_batch_boxes_follow_the_pixels():
+    # Objects are solid white squares on black: after any augmentation the box must be the
+    # bounding box of the white pixels (up to interpolation at the border).
+    rng = np.random.default_rng(1)
+    images = np.zeros((16, 64, 64, 3), np.uint8)
+    boxes = np.zeros((16, 2, 4), np.float32)  # second slot: padding
+    for n in range(16):
+        x, y, s = rng.integers(0, 40), rng.integers(0, 40), rng.integers(12, 24)
+        images[n, y:y + s, x:x + s] = 255
+        boxes[n, 0] = [x, y, x + s, y + s]
+    out, out_boxes = augment.augment_batch(images, boxes, rng, crop_size=48,
+                                           scale_range=(48, 80))
+    assert out.shape == (16, 48, 48, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out_boxes[:, 1], 0)
+    for image, box in zip(out, out_boxes[:, 0]):
+        ys, xs = np.nonzero(image[..., 0] > 127)
+        assert len(xs) > 0  # keep_object: the object never disappears
+        found = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        np.testing.assert_allclose(found, box, atol=1.01)
+    with pytest.raises(ValueError, match="scale_range"):
+        augment.augment_batch(images, boxes, rng, crop_size=48, scale_range=(40, 64))
+
+
+def test_augment_batch_single_scale_no_flip_no_shuffle_is_a_crop():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 255, size=(4, 32, 32, 3), dtype=np.uint8)
+    boxes = np.tile(np.array([[[0, 0, 32, 32]]], np.float32), (4, 1, 1))
+    out, out_boxes = augment.augment_batch(images, boxes, rng, crop_size=32, scale_range=(32, 32),
+                                           flip=False, channel_shuffle=False)
+    np.testing.assert_array_equal(out, images)
+    np.testing.assert_allclose(out_boxes, boxes)
+
+
+def test_augmented_batches_is_deterministic_and_encodes():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 255, size=(10, 64, 64, 3), dtype=np.uint8)
+    labels = np.arange(10)[:, None] % 3
+    boxes = np.tile(np.array([[[10, 10, 30, 30]]], np.float32), (10, 1, 1))
+
+    def encode(x, y, b):
+        return x.astype(np.float32), {"labels": y[:, 0], "boxes": b[:, 0]}
+
+    data = augment.AugmentedBatches(images, labels, boxes, encode, batch_size=5, steps=3,
+                                    seed=7, crop_size=48, scale_range=(48, 64))
+    assert len(data) == 3
+    x, y = data[1]
+    assert x.shape == (5, 48, 48, 3) and y["boxes"].shape == (5, 4)
+    x_again, _ = data[1]
+    np.testing.assert_array_equal(x, x_again)
+    assert not np.array_equal(data[0][0], x)
+    with pytest.raises(IndexError):
+        data[3]
