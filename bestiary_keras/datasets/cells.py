@@ -169,7 +169,7 @@ def _one_image(rng, size, count, radius, touch_probability, noise, illumination)
     image = background.copy()
     inside = instances > 0
     brightness = rng.uniform(0.5, 0.8, len(present) + 1).astype(np.float32)
-    rim_strength = rng.uniform(0.15, 0.45, len(present) + 1).astype(np.float32)
+    rim_strength = rng.uniform(0.3, 0.6, len(present) + 1).astype(np.float32)
     texture = 0.06 * _smooth_noise(rng, (size, size), 1.2)
     # Distance to the nearest pixel of another label (own outline, incl. touching borders).
     semantic = border_class(instances)

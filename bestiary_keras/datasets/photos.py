@@ -94,10 +94,11 @@ def random_crop(
     y0 = rng.integers(0, ph - ch + 1)
     x0 = rng.integers(0, pw - cw + 1)
     crop = photo[y0 : y0 + ch, x0 : x0 + cw]
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    if rng.random() < 0.5:
-        crop = crop[::-1]
+    flip_x, flip_y = rng.random() < 0.5, rng.random() < 0.5
     interpolation = cv2.INTER_AREA if ch > height else cv2.INTER_LINEAR
-    crop = cv2.resize(np.ascontiguousarray(crop), (width, height), interpolation=interpolation)
+    crop = cv2.resize(crop, (width, height), interpolation=interpolation)  # handles the stride
+    if flip_x:
+        crop = crop[:, ::-1]
+    if flip_y:
+        crop = crop[::-1]
     return crop.astype(np.float32) / 255.0

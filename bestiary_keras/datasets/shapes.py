@@ -56,19 +56,31 @@ def polygon_sdf(points: np.ndarray, vertices: np.ndarray) -> np.ndarray:
 
     Distance to the nearest edge, sign by the even-odd rule; vectorised over points x edges.
     """
-    p = points[..., None, :]  # (..., 1, 2)
-    a = vertices
-    b = np.roll(vertices, -1, axis=0)
-    e = b - a  # (E, 2)
-    w = p - a  # (..., E, 2)
-    t = np.clip((w * e).sum(-1) / (e * e).sum(-1), 0.0, 1.0)
-    d = np.sqrt(((w - e * t[..., None]) ** 2).sum(-1)).min(-1)
-    py, px = p[..., 1], p[..., 0]
-    crosses = (a[:, 1] > py) != (b[:, 1] > py)
+    shape = points.shape[:-1]
+    px = points[..., 0].reshape(-1, 1).astype(np.float32)
+    py = points[..., 1].reshape(-1, 1).astype(np.float32)
+    a = np.asarray(vertices, np.float32)
+    b = np.roll(a, -1, axis=0)
+    ax, ay, bx, by = a[:, 0], a[:, 1], b[:, 0], b[:, 1]
+    ex, ey = bx - ax, by - ay
+    wx, wy = px - ax, py - ay  # (P, E)
+    t = np.clip((wx * ex + wy * ey) * (1.0 / (ex * ex + ey * ey)), 0.0, 1.0)
+    dx, dy = wx - ex * t, wy - ey * t
+    d = np.sqrt((dx * dx + dy * dy).min(axis=1))
+    crosses = (ay > py) != (by > py)
     with np.errstate(divide="ignore", invalid="ignore"):
-        x_at = (b[:, 0] - a[:, 0]) * (py - a[:, 1]) / (b[:, 1] - a[:, 1]) + a[:, 0]
-    inside = (crosses & (px < x_at)).sum(-1) % 2 == 1
-    return np.where(inside, -d, d)
+        x_at = ex * wy / ey + ax
+    inside = np.count_nonzero(crosses & (px < x_at), axis=1) % 2 == 1
+    return np.where(inside, -d, d).reshape(shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _centred_grid(patch: int):
+    """(y, x) float32 pixel-centre coordinates of a ``patch`` x ``patch`` sprite, centred at 0."""
+    y, x = np.mgrid[:patch, :patch].astype(np.float32) - (patch - 1) / 2.0
+    y.setflags(write=False)
+    x.setflags(write=False)
+    return y, x
 
 
 @functools.lru_cache(maxsize=1)
@@ -121,7 +133,7 @@ def render_alpha(rng: np.random.Generator, name: str, size: int) -> np.ndarray:
         m[:, 2] = c - m[:, :2] @ centre
         warped = cv2.warpAffine(glyph, m, (patch, patch), flags=cv2.INTER_LINEAR)
         return np.clip((warped - _DIGIT_THRESHOLD) * 5.0 + 0.5, 0.0, 1.0)
-    y, x = np.mgrid[:patch, :patch].astype(np.float32) - c
+    y, x = _centred_grid(patch)
     if name in ("circle", "ring"):
         radius = size / 2.0
         r = np.sqrt(x * x + y * y)
@@ -156,7 +168,8 @@ def render_object(rng: np.random.Generator, name: str, size: int):
     alpha = cv2.dilate(core, _OUTLINE_KERNEL)
     patch = core.shape[0]
     colour = random_colour(rng)
-    y, x = (np.mgrid[:patch, :patch].astype(np.float32) - (patch - 1) / 2.0) / (size / 2.0)
+    y, x = _centred_grid(patch)
+    y, x = y / (size / 2.0), x / (size / 2.0)
     direction = rng.uniform(0, 2 * np.pi)
     shade = 1.0 + rng.uniform(0.15, 0.4) * (np.cos(direction) * x + np.sin(direction) * y)
     if rng.random() < 0.5:  # stripes
