@@ -74,12 +74,14 @@ def draw_boxes(ax, boxes, labels=None, class_names=None, scores=None, color=GT_C
                     bbox=dict(facecolor=color, edgecolor="none", alpha=0.8, pad=0.5))
 
 
-def _grid(n, ncols, cell=1.8):
+def _grid(n, ncols, aspect=1.0, cell=1.8):
+    """A grid of ``n`` axes; ``aspect`` is width / height of one image."""
     import matplotlib.pyplot as plt
 
     ncols = max(1, min(int(ncols), n))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.3),
+    cell_w, cell_h = cell * min(aspect, 2.5) ** 0.5, cell / min(aspect, 2.5) ** 0.5
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell_w * ncols, cell_h * nrows + 0.3),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -115,7 +117,7 @@ def show_scenes(images, boxes=None, labels=None, class_names=None, masks=None, s
         v = np.asarray(value)[i]
         return v[None] if v.ndim == ndim_single - 1 else v
 
-    fig, axes = _grid(n, ncols)
+    fig, axes = _grid(n, ncols, aspect=images.shape[2] / images.shape[1])
     num_classes = len(class_names) if class_names is not None else 10
     palette = class_colors(max(num_classes, 1))
     for i, ax in zip(range(n), axes):
@@ -156,7 +158,7 @@ def show_semantic(images, semantic, class_names, ncols=4, title=None):
     n = len(images)
     palette = np.concatenate([[[0, 0, 0, 1]], class_colors(len(class_names))])
     cmap = ListedColormap(palette)
-    fig, axes = _grid(2 * n, 2 * max(1, ncols // 2) if ncols > 1 else 2)
+    fig, axes = _grid(2 * n, 2 * max(1, ncols // 2), aspect=images.shape[2] / images.shape[1])
     axes = list(axes)
     for i in range(n):
         axes[2 * i].imshow(_as_display(images[i]), interpolation="nearest")

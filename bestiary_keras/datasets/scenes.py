@@ -39,7 +39,7 @@ from bestiary_keras.datasets import photos as _photos
 from bestiary_keras.datasets import shapes as _shapes
 from bestiary_keras.datasets.shapes import ALL_CLASSES, SHAPE_CLASSES
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 """Bumped whenever the generator's output changes, so old caches are not reused."""
 
 BACKGROUNDS = ("photo", "plain", "noise")
@@ -193,24 +193,36 @@ def _background(rng, height, width, background):
 
 
 def _draw_clutter(rng, image, count):
+    """Unlabelled distractors: short strokes and small blobs, half of them with a dark outline
+    like the objects' (so an outline alone does not mean "object")."""
     import cv2
 
     height, width = image.shape[:2]
     scale = 16  # fixed-point sub-pixel coordinates for cv2 (shift=4)
     for _ in range(count):
-        colour = tuple(float(v) for v in _shapes.random_colour(rng) * rng.uniform(0.3, 1.0))
+        base = _shapes.random_colour(rng) * rng.uniform(0.3, 1.0)
+        colour = tuple(float(v) for v in base)
+        outline = tuple(float(v) for v in base * rng.uniform(0.15, 0.35))
+        with_outline = rng.random() < 0.5
         if rng.random() < 0.5:  # a stroke: a short random polyline
             n = rng.integers(2, 5)
             start = rng.uniform([0, 0], [width, height])
             steps = rng.normal(0, min(height, width) / 8, (n - 1, 2))
             pts = np.concatenate([start[None], start + np.cumsum(steps, 0)])
-            pts = np.round(pts * scale).astype(np.int32).reshape(-1, 1, 2)
-            cv2.polylines(image, [pts], False, colour, int(rng.integers(1, 3)), cv2.LINE_AA, 4)
+            pts = [np.round(pts * scale).astype(np.int32).reshape(-1, 1, 2)]
+            thickness = int(rng.integers(1, 3))
+            if with_outline:
+                cv2.polylines(image, pts, False, outline, thickness + 2, cv2.LINE_AA, 4)
+            cv2.polylines(image, pts, False, colour, thickness, cv2.LINE_AA, 4)
         else:  # a blob: a small filled ellipse
             centre = tuple(int(v) for v in np.round(rng.uniform([0, 0], [width, height]) * scale))
-            axes = tuple(int(v) for v in np.round(rng.uniform(1.5, min(height, width) / 12, 2) * scale))
-            cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1,
-                        cv2.LINE_AA, 4)
+            axes = rng.uniform(1.5, min(height, width) / 12, 2)
+            angle = float(rng.uniform(0, 180))
+            if with_outline:
+                big = tuple(int(v) for v in np.round((axes + 1) * scale))
+                cv2.ellipse(image, centre, big, angle, 0, 360, outline, -1, cv2.LINE_AA, 4)
+            axes = tuple(int(v) for v in np.round(axes * scale))
+            cv2.ellipse(image, centre, axes, angle, 0, 360, colour, -1, cv2.LINE_AA, 4)
     return image
 
 
