@@ -231,6 +231,7 @@ def test_make_classification_data():
         (dict(image_size=(4, 64)), "image_size"),
         (dict(object_size=(20, 10)), "object_size"),
         (dict(image_size="big"), "image_size"),
+        (dict(seed=-1), "seed"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, message):

@@ -117,7 +117,7 @@ def _pair(value, name: str) -> tuple[int, int]:
 
 
 def _check_arguments(num_images, image_size, classes, min_objects, max_objects, object_size,
-                     max_overlap, clutter, background):
+                     max_overlap, clutter, background, seed):
     if not isinstance(num_images, (int, np.integer)) or num_images < 1:
         raise ValueError(f"num_images must be a positive int, got {num_images!r}.")
     height, width = _pair(image_size, "image_size")
@@ -167,6 +167,8 @@ def _check_arguments(num_images, image_size, classes, min_objects, max_objects, 
         )
     if not (isinstance(clutter, (int, np.integer)) and clutter >= 0):
         raise ValueError(f"clutter must be an int >= 0 (number of distractors), got {clutter!r}.")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}.")
     if background not in BACKGROUNDS:
         raise ValueError(
             f"Unknown background {background!r}: expected one of {', '.join(BACKGROUNDS)}."
@@ -405,7 +407,7 @@ def make_scenes(
     """
     num_images, (height, width), classes, size_range = _check_arguments(
         num_images, image_size, classes, min_objects, max_objects, object_size, max_overlap,
-        clutter, background,
+        clutter, background, seed,
     )
     arguments = dict(
         num_images=num_images, image_size=[height, width], classes=list(classes),
