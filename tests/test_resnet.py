@@ -23,7 +23,7 @@ def _bn_channels(model):
 
 # --------------------------------------------------------------------------- builders
 def test_resnet50_is_keras_resnet50_layer_for_layer():
-    ours = rn.resnet(50)
+    ours = rn.resnet_v1(50)
     theirs = keras.applications.ResNet50(weights=None)
     assert ours.count_params() == theirs.count_params() == 25_636_712
     ours_layers = [(l.name, [tuple(w.shape) for w in l.weights]) for l in ours.layers[1:]]
@@ -43,50 +43,57 @@ def test_resnet50_is_keras_resnet50_layer_for_layer():
 )
 def test_deep_resnets_match_keras_applications(depth, application, count):
     theirs = getattr(keras.applications, application)(weights=None)
-    assert rn.resnet(depth).count_params() == theirs.count_params() == count
+    assert rn.resnet_v1(depth).count_params() == theirs.count_params() == count
 
 
 @pytest.mark.parametrize("depth, torchvision", [(18, 11_689_512), (34, 21_797_672)])
 def test_basic_block_resnets_match_the_published_counts(depth, torchvision):
     # Without convolution biases (the torchvision layout), the trainable parameters are
     # exactly torchvision's count (its BN running statistics are buffers, not parameters).
-    no_bias = rn.resnet(depth, use_bias=False)
+    no_bias = rn.resnet_v1(depth, use_bias=False)
     assert _trainable(no_bias) == torchvision
     # The Keras v1 layout adds one bias per convolution channel (every convolution is followed
     # by a BN of the same width) and Keras counts BN's moving mean and variance as
     # (non-trainable) parameters too.
-    with_bias = rn.resnet(depth)
+    with_bias = rn.resnet_v1(depth)
     channels = _bn_channels(with_bias)
     assert with_bias.count_params() == torchvision + channels + 2 * channels
 
 
 def test_resnet50_without_bias_is_torchvision_resnet50():
-    assert _trainable(rn.resnet(50, use_bias=False)) == 25_557_032
+    assert _trainable(rn.resnet50(use_bias=False)) == 25_557_032
+
+
+def test_depth_shortcuts_are_the_generic_builder():
+    assert rn.resnet18(width=4, input_shape=(32, 32, 3)).count_params() == rn.resnet_v1(
+        18, width=4, input_shape=(32, 32, 3)
+    ).count_params()
+    assert rn.resnet152(width=2, input_shape=(32, 32, 3)).name == "resnet152"
 
 
 def test_unknown_depth_lists_the_valid_ones():
     with pytest.raises(ValueError, match=r"depth=42.*18, 34, 50, 101, 152"):
-        rn.resnet(42)
+        rn.resnet_v1(42)
 
 
 def test_small_resnet_runs_at_32x32():
-    model = rn.resnet(18, input_shape=(32, 32, 3), width=8, stem="cifar", classes=5)
+    model = rn.resnet_v1(18, input_shape=(32, 32, 3), width=8, stem="cifar", classes=5)
     assert model.output_shape == (None, 5)
     out = model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
     # Widths 8/16/32/64: the last stage has 64 channels.
     assert model.get_layer("conv5_block2_out").output.shape[-1] == 64
     # width scales the parameters roughly quadratically.
-    assert rn.resnet(18, width=8, use_bias=False).count_params() < 11_689_512 / 40
+    assert rn.resnet_v1(18, width=8, use_bias=False).count_params() < 11_689_512 / 40
 
 
 def test_bad_arguments_raise_value_errors():
     with pytest.raises(ValueError, match="width"):
-        rn.resnet(18, width=0)
+        rn.resnet_v1(18, width=0)
     with pytest.raises(ValueError, match="stem"):
-        rn.resnet(18, stem="tiny")
+        rn.resnet_v1(18, stem="tiny")
     with pytest.raises(ValueError, match="pooling"):
-        rn.resnet(18, include_top=False, pooling="median", input_shape=(32, 32, 3))
+        rn.resnet_v1(18, include_top=False, pooling="median", input_shape=(32, 32, 3))
     with pytest.raises(ValueError, match="n=0"):
         rn.cifar_resnet(0)
     x = keras.Input((8, 8, 4))
@@ -104,10 +111,10 @@ def test_bad_arguments_raise_value_errors():
 def test_weighted_depth_counts_the_longest_path():
     # ResNet-152: 1 + 3 * (3 + 8 + 36 + 3) + 1 = 152 on the longest path; the four 1x1
     # projection shortcuts make 156 weighted layers in all.
-    model = rn.resnet(152, include_top=True, input_shape=(64, 64, 3), width=4)
+    model = rn.resnet_v1(152, include_top=True, input_shape=(64, 64, 3), width=4)
     assert rn.weighted_depth(model) == 152
     assert rn.count_weighted_layers(model) == 156
-    assert rn.weighted_depth(rn.resnet(18, width=4, input_shape=(64, 64, 3))) == 18
+    assert rn.weighted_depth(rn.resnet_v1(18, width=4, input_shape=(64, 64, 3))) == 18
     vgg19 = keras.applications.VGG19(weights=None, input_shape=(32, 32, 3), include_top=False)
     assert rn.weighted_depth(vgg19) == rn.count_weighted_layers(vgg19) == 16
 

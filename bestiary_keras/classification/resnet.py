@@ -13,8 +13,8 @@ short top-level builder, every layer named) so that a reader can put the two sid
   ``residual_block_v1`` (the 1x1-3x3-1x1 bottleneck of ResNet-50/101/152, Keras' v1 layout:
   the stride sits on the first 1x1 convolution, convolutions have biases, BN epsilon 1.001e-5).
 - ``stack_residual_blocks``: one stage ("conv2_x" ... "conv5_x" in the paper's table 1).
-- ``resnet(depth, ...)``: ResNet-18/34/50/101/152 with width and input size parameters;
-  ``resnet(50)`` has exactly the 25,636,712 parameters of ``keras.applications.ResNet50``.
+- ``resnet_v1(depth, ...)`` (and ``resnet18`` ... ``resnet152``): ResNet-18/34/50/101/152
+  with width and input size parameters; ``resnet_v1(50)`` has exactly the 25,636,712 parameters of ``keras.applications.ResNet50``.
 - ``cifar_resnet(n, residual=...)``: the 6n+2-layer nets of the paper's section 4.2 and their
   "plain" counterparts (the same net without the shortcuts), for the degradation experiment.
 - ``weighted_depth`` / ``count_weighted_layers``: depth as the slides count it.
@@ -405,7 +405,7 @@ def _classifier_head(x, include_top, pooling, classes, classifier_activation):
     return x
 
 
-def resnet(
+def resnet_v1(
     depth=50,
     *,
     include_top=True,
@@ -422,9 +422,9 @@ def resnet(
 ):
     """ResNet-18/34/50/101/152 (paper's table 1) in the ``keras.applications`` v1 layout.
 
-    With the defaults, ``resnet(50)`` is layer for layer ``keras.applications.ResNet50(
-    weights=None)`` (25,636,712 parameters, same layer names), and ``resnet(101)`` /
-    ``resnet(152)`` match ``ResNet101`` / ``ResNet152``. ``use_bias=False`` gives the
+    With the defaults, ``resnet_v1(50)`` is layer for layer ``keras.applications.ResNet50(
+    weights=None)`` (25,636,712 parameters, same layer names), and ``resnet_v1(101)`` /
+    ``resnet_v1(152)`` match ``ResNet101`` / ``ResNet152``. ``use_bias=False`` gives the
     torchvision layout (11,689,512 trainable parameters for ResNet-18).
 
     Args:
@@ -489,6 +489,31 @@ def resnet(
     x = _classifier_head(x, include_top, pooling, classes, classifier_activation)
     return keras.Model(inputs, x, name=name or f"resnet{depth}")
 
+
+
+def resnet18(**kwargs):
+    """ResNet-18 (basic blocks 2-2-2-2); keyword arguments as in ``resnet_v1``."""
+    return resnet_v1(18, **kwargs)
+
+
+def resnet34(**kwargs):
+    """ResNet-34 (basic blocks 3-4-6-3); keyword arguments as in ``resnet_v1``."""
+    return resnet_v1(34, **kwargs)
+
+
+def resnet50(**kwargs):
+    """ResNet-50 (bottlenecks 3-4-6-3), ``keras.applications.ResNet50(weights=None)``'s layers."""
+    return resnet_v1(50, **kwargs)
+
+
+def resnet101(**kwargs):
+    """ResNet-101 (bottlenecks 3-4-23-3); keyword arguments as in ``resnet_v1``."""
+    return resnet_v1(101, **kwargs)
+
+
+def resnet152(**kwargs):
+    """ResNet-152 (bottlenecks 3-8-36-3); keyword arguments as in ``resnet_v1``."""
+    return resnet_v1(152, **kwargs)
 
 def cifar_resnet(
     n=1,
