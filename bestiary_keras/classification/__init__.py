@@ -21,3 +21,25 @@ from .vgg import (
     vgg19,
     vgg_block,
 )
+
+from .resnet import (
+    BLOCK_EXPANSION,
+    RESNET_CONFIGS,
+    ZeroPadShortcut,
+    basic_block_v1,
+    batch_order,
+    cifar_resnet,
+    conv_kernel_gradient_norms,
+    count_weighted_layers,
+    residual_block_v1,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    resnet152,
+    resnet_v1,
+    simple_resnet_block,
+    stack_residual_blocks,
+    train_for_steps,
+    weighted_depth,
+)
