@@ -1,0 +1,91 @@
+"""R-CNN pieces: selective search, warping, region labels, the SVM/regressor stage, and
+detection with no proposals."""
+
+import numpy as np
+import pytest
+
+from bestiary_keras.detection import proposals as P
+from bestiary_keras.detection import rcnn as R
+
+
+def _image():
+    image = np.full((64, 64, 3), 40, np.uint8)
+    image[10:30, 12:40] = (220, 30, 30)  # a red rectangle on grey
+    image[40:60, 44:60] = (30, 30, 220)
+    return image
+
+
+def test_selective_search_finds_the_objects():
+    boxes = P.selective_search(_image())
+    assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 4
+    assert len(np.unique(boxes, axis=0)) == len(boxes)  # duplicates removed
+    assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2:] <= 64)
+    assert np.all(boxes[:, 2:] - boxes[:, :2] >= 4)
+    for target in ([12, 10, 40, 30], [44, 40, 60, 60]):
+        assert np.any(np.all(np.abs(boxes - target) <= 1, axis=1)), target
+    with pytest.raises(ValueError, match="mode"):
+        P.selective_search(_image(), mode="slow")
+    with pytest.raises(ValueError, match="uint8"):
+        P.selective_search(_image().astype(np.float32))
+
+
+def test_scene_proposals_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BESTIARY_CACHE", str(tmp_path))
+
+    class Scenes:
+        images = np.stack([_image(), np.full((64, 64, 3), 90, np.uint8)])  # one flat image
+
+    first, seconds = P.scene_proposals(Scenes, verbose=False)
+    assert len(first) == 2 and seconds > 0
+    again, seconds = P.scene_proposals(Scenes, verbose=False)
+    assert seconds == 0.0 and all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def test_warp_regions_samples_the_box():
+    image = np.zeros((1, 64, 64, 3), np.float32)
+    image[0, :, :, 0] = np.arange(64)[None, :]  # red = column index
+    # a 16-pixel box warped to 16 pixels without context: the same columns
+    out = R.warp_regions(image, np.array([[8, 0, 24, 16]]), np.array([0]), size=16, context=0)
+    np.testing.assert_allclose(out[0, 0, :, 0], np.arange(8, 24), atol=1e-4)
+    # with 2 pixels of context out of 16, the box fills the middle 12 pixels
+    out = R.warp_regions(image, np.array([[8, 0, 20, 12]]), np.array([0]), size=16, context=2)
+    np.testing.assert_allclose(out[0, 8, 2:14, 0], np.arange(8, 20), atol=1e-4)
+    np.testing.assert_allclose(out[0, 0, :, 0], 127.5)  # above the image: mean grey
+    assert R.warp_regions(image, np.zeros((0, 4)), np.zeros(0), size=8).shape == (0, 8, 8, 3)
+    with pytest.raises(ValueError, match="context"):
+        R.warp_regions(image, np.array([[0, 0, 4, 4]]), np.array([0]), size=8, context=4)
+
+
+def test_label_regions_by_hand():
+    proposals = [np.array([[0, 0, 10, 10], [0, 0, 10, 16], [30, 30, 40, 40]], np.float32),
+                 np.zeros((0, 4), np.float32)]
+    gt_boxes = np.array([[[0, 0, 10, 12], [0, 0, 0, 0]], [[0, 0, 0, 0], [0, 0, 0, 0]]], np.float32)
+    gt_labels = np.array([[2, -1], [-1, -1]])
+    index, boxes, labels, iou, matched = R.label_regions(proposals, gt_boxes, gt_labels)
+    np.testing.assert_array_equal(index, [0, 0, 0, 0])  # 3 proposals + the object itself
+    np.testing.assert_array_equal(labels, [3, 3, 0, 3])  # IoU 100/120, 120/160, 0, 1
+    np.testing.assert_allclose(iou, [100 / 120, 120 / 160, 0, 1], rtol=1e-6)
+    np.testing.assert_array_equal(matched[0], [0, 0, 10, 12])
+
+
+def test_rcnn_svms_regressors_and_empty_detection():
+    rng = np.random.default_rng(0)
+    cnn = R.region_cnn(2, size=16, widths=(4, 4, 8), convs_per_stage=1, fc_units=(8, 8))
+    assert [o.shape[-1] for o in cnn.outputs] == [3, 8, 2 * 2 * 8]
+    detector = R.RCNN(cnn, 2, size=16)
+    # synthetic features: class k's positives sit at +3 on feature k
+    labels = np.repeat([1, 2, 0], 40)
+    fc7 = rng.normal(size=(120, 8)).astype(np.float32)
+    fc7[labels == 1, 0] += 3
+    fc7[labels == 2, 1] += 3
+    max_iou = np.where(labels > 0, 1.0, 0.0)
+    detector.fit_svms(fc7, labels, max_iou)
+    boxes = np.tile([[10, 10, 20, 20]], (120, 1)).astype(np.float32)
+    matched = boxes + [1, 1, 1, 1]
+    detector.fit_regressors(rng.normal(size=(120, 32)), boxes, matched, labels, max_iou)
+    scores, regressed = detector.score_regions(fc7, rng.normal(size=(120, 32)), boxes)
+    assert scores.shape == (120, 2) and regressed.shape == (120, 2, 4)
+    assert scores[labels == 1, 0].mean() > scores[labels == 2, 0].mean()
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    dets = detector.detect(images, [np.zeros((0, 4)), np.zeros((0, 4))])  # no proposals
+    assert len(dets) == 2 and all(len(d[0]) == 0 for d in dets)
