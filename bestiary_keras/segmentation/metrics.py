@@ -1,0 +1,126 @@
+"""Segmentation scores: foreground IoU, per-class IoU and the ISBI-style instance scores.
+
+- ``foreground_iou``: intersection over union of the predicted and true foreground pixels.
+- ``instances_from_foreground``: cells recovered from a predicted foreground mask (connected
+  components, then grown back over the separating gaps), as the U-Net paper does.
+- ``instance_scores``: scikit-image's ``adapted_rand_error`` (the ISBI 2012 challenge's "Rand
+  error") and ``variation_of_information`` (split and merge parts), averaged over images, plus
+  the share of true cells matched by one predicted cell with IoU > 0.5.
+- ``mean_iou``: per-class IoU with ``keras.metrics.MeanIoU`` (notebooks 09 and 10).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from skimage import measure, metrics, segmentation
+
+
+def foreground_iou(predicted, true) -> float:
+    """IoU of two boolean masks over all their pixels (1.0 when both are empty)."""
+    predicted, true = np.asarray(predicted, bool), np.asarray(true, bool)
+    if predicted.shape != true.shape:
+        raise ValueError(f"predicted {predicted.shape} and true {true.shape} masks differ in shape.")
+    union = np.logical_or(predicted, true).sum()
+    return 1.0 if union == 0 else float(np.logical_and(predicted, true).sum() / union)
+
+
+def instances_from_foreground(foreground, *, grow: int = 1, min_size: int = 4) -> np.ndarray:
+    """Instance labels from foreground masks: 4-connected components grown by ``grow`` pixels.
+
+    Args:
+        foreground: bool (H, W) or (N, H, W).
+        grow: pixels by which each component is expanded (``skimage.segmentation.expand_labels``)
+            to refill the border that the network was trained to leave as background.
+        min_size: components smaller than this many pixels are dropped (noise).
+
+    Returns:
+        int32 labels of the same shape, 0 = background.
+    """
+    foreground = np.asarray(foreground, bool)
+    if foreground.ndim == 3:
+        return np.stack([instances_from_foreground(f, grow=grow, min_size=min_size)
+                         for f in foreground])
+    if foreground.ndim != 2:
+        raise ValueError(f"foreground must be (H, W) or (N, H, W), got shape {foreground.shape}.")
+    labels = measure.label(foreground, connectivity=1)
+    if min_size > 1 and labels.max() > 0:
+        sizes = np.bincount(labels.ravel())
+        small = sizes < min_size
+        small[0] = False
+        labels[small[labels]] = 0
+        labels = measure.label(labels > 0, connectivity=1)
+    if grow > 0:
+        labels = segmentation.expand_labels(labels, grow)
+    return labels.astype(np.int32)
+
+
+def matched_fraction(true, predicted, threshold: float = 0.5) -> float:
+    """Share of true instances that one predicted instance overlaps with IoU > ``threshold``."""
+    true, predicted = np.asarray(true), np.asarray(predicted)
+    num_true = int(true.max())
+    if num_true == 0:
+        return 1.0
+    num_pred = int(predicted.max())
+    joint = np.bincount(true.ravel() * (num_pred + 1) + predicted.ravel(),
+                        minlength=(num_true + 1) * (num_pred + 1)).reshape(num_true + 1, -1)
+    area_true, area_pred = joint.sum(1), joint.sum(0)
+    iou = joint / np.maximum(area_true[:, None] + area_pred[None, :] - joint, 1)
+    present = area_true[1:] > 0
+    best = iou[1:, 1:].max(axis=1) if num_pred > 0 else np.zeros(num_true)
+    return float((best[present] > threshold).mean())
+
+
+def instance_scores(true_instances, predicted_instances) -> dict:
+    """ISBI-style scores of instance labels, averaged over images (lower is better but ``matched``).
+
+    Args:
+        true_instances: int (N, H, W) or (H, W), 0 = background.
+        predicted_instances: int of the same shape.
+
+    Returns:
+        ``{"adapted_rand_error", "voi_split", "voi_merge", "voi", "matched"}``: the adapted Rand
+        error (``skimage.metrics.adapted_rand_error``) and the variation of information in bits
+        (``skimage.metrics.variation_of_information``: conditional
+        entropies H(predicted | true), the *split* part, large when cells are cut into pieces,
+        and H(true | predicted), the *merge* part, large when touching cells are fused), both
+        on the true cells' pixels (the true background is ignored, as in the ISBI challenge;
+        false positives there are what the foreground IoU counts), and the share of true cells matched with IoU > 0.5 (``matched_fraction``).
+    """
+    true_instances = np.asarray(true_instances)
+    predicted_instances = np.asarray(predicted_instances)
+    if true_instances.shape != predicted_instances.shape:
+        raise ValueError(f"true {true_instances.shape} and predicted {predicted_instances.shape} "
+                         "instance labels differ in shape.")
+    if true_instances.ndim == 2:
+        true_instances, predicted_instances = true_instances[None], predicted_instances[None]
+    rows = []
+    for true, predicted in zip(true_instances, predicted_instances):
+        are = metrics.adapted_rand_error(true, predicted)[0]
+        split, merge = metrics.variation_of_information(true, predicted, ignore_labels=(0,))
+        rows.append((are, split, merge, matched_fraction(true, predicted)))
+    are, split, merge, matched = np.mean(rows, axis=0)
+    return {"adapted_rand_error": float(are), "voi_split": float(split),
+            "voi_merge": float(merge), "voi": float(split + merge), "matched": float(matched)}
+
+
+def mean_iou(true, predicted, num_classes: int) -> tuple[float, np.ndarray]:
+    """Mean and per-class IoU of class label maps with ``keras.metrics.MeanIoU``.
+
+    Args:
+        true: int (..., H, W) true class labels.
+        predicted: int (..., H, W) predicted class labels (e.g. ``argmax`` of the soft-max).
+        num_classes: number of classes (background included).
+
+    Returns:
+        ``(mean_iou, per_class_iou)``; a class absent from both maps gets IoU NaN and is left out
+        of the mean (``MeanIoU`` counts it as 0, which would punish a test set without it).
+    """
+    metric = keras.metrics.MeanIoU(num_classes=num_classes)
+    metric.update_state(np.asarray(true).ravel(), np.asarray(predicted).ravel())
+    confusion = np.asarray(metric.total_cm, np.float64)
+    intersection = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - intersection
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(union > 0, intersection / union, np.nan)
+    return float(np.nanmean(per_class)), per_class

@@ -1,0 +1,225 @@
+"""U-Net (Ronneberger, Fischer and Brox, 2015): the paper's valid-convolution network.
+
+Notebook 08 (``notebooks/08_unet.ipynb``) uses this module. Reference: O. Ronneberger,
+P. Fischer, T. Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation",
+MICCAI 2015 (arXiv:1505.04597).
+
+The paper's network (its figure 1) is ``unet()`` with the defaults: a contracting path of
+``depth = 4`` steps (two unpadded 3x3 convolutions with ReLU, then 2x2 max pooling, doubling
+the channels from 64), a bottom block with 1024 channels, an expanding path of 2x2
+up-convolutions that halve the channels, each followed by the concatenation with the
+*cropped* feature map of the contracting path and two 3x3 convolutions, and a final 1x1
+convolution to the classes: 23 convolutional layers, 31,031,685 parameters, a 572x572 input
+tile gives a 388x388 output map.
+
+``padding="same"`` builds the variant of the slides' snippet instead: padded convolutions, the
+``crop_shape`` helper to crop a skip connection when an odd size made the two paths differ by a
+pixel, and ``ZeroPadding2D`` at the end so that the output has the input's size.
+
+Valid convolutions shrink every map by 2 pixels per convolution and every 2x2 pooling needs an
+even size, so only some input sizes work; ``unet_output_size``, ``valid_input_sizes`` and
+``nearest_valid_input_sizes`` say which, and the builder refuses the others with a
+``ValueError`` that names the nearest valid sizes.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+PADDINGS = ("valid", "same")
+
+
+def _check_depth(depth):
+    if int(depth) != depth or depth < 1:
+        raise ValueError(f"depth must be a positive integer (number of poolings), got {depth!r}.")
+    return int(depth)
+
+
+def unet_output_size(input_size: int, depth: int = 4, padding: str = "valid") -> int | None:
+    """Output height (or width) of a U-Net for an input of ``input_size`` pixels.
+
+    Args:
+        input_size: input height or width in pixels.
+        depth: number of 2x2 poolings (4 in the paper).
+        padding: ``"valid"`` (the paper) or ``"same"`` (output size = input size).
+
+    Returns:
+        The output size, or ``None`` when a valid-convolution U-Net cannot take that size (a map
+        shrinks to nothing or a pooling meets an odd size).
+    """
+    depth = _check_depth(depth)
+    if padding == "same":
+        return int(input_size) if input_size >= 2**depth else None
+    size = int(input_size)
+    for _ in range(depth):
+        size -= 4  # two unpadded 3x3 convolutions
+        if size <= 0 or size % 2:
+            return None
+        size //= 2  # 2x2 max pooling
+    size -= 4
+    if size <= 0:
+        return None
+    for _ in range(depth):
+        size = 2 * size - 4  # 2x2 up-convolution, then two unpadded 3x3 convolutions
+    return size if size > 0 else None
+
+
+def valid_input_sizes(depth: int = 4, *, max_size: int = 1024) -> list[int]:
+    """All input sizes up to ``max_size`` that a valid-convolution U-Net of ``depth`` accepts.
+
+    For ``depth = 4`` these are 188, 204, ..., 572, ... (steps of ``2**depth``); for ``depth = 2``
+    they are 28, 32, ..., 92, ... (steps of 4).
+    """
+    depth = _check_depth(depth)
+    return [s for s in range(1, int(max_size) + 1) if unet_output_size(s, depth) is not None]
+
+
+def nearest_valid_input_sizes(size: int, depth: int = 4) -> tuple[int | None, int]:
+    """The valid input sizes just below and just above ``size`` (``size`` itself if valid).
+
+    Returns:
+        ``(lower, upper)``; ``lower`` is ``None`` when no smaller size works.
+    """
+    depth = _check_depth(depth)
+    size = int(size)
+    if unet_output_size(size, depth) is not None:
+        return size, size
+    lower = next((s for s in range(size - 1, 0, -1) if unet_output_size(s, depth)), None)
+    upper = next(s for s in range(size + 1, size + 2 ** (depth + 2) + 200)
+                 if unet_output_size(s, depth))
+    return lower, upper
+
+
+def crop_shape(target_shape, reference_shape):
+    """Cropping for ``Cropping2D`` so that ``target`` gets the height and width of ``reference``.
+
+    This is the "crop-shape helper" of the slides' snippet (and of many public Keras U-Nets),
+    on static shapes. The extra pixel of an odd difference is cropped at the bottom/right.
+
+    Args:
+        target_shape: shape of the larger map, (batch, height, width, channels) or (h, w, ...).
+        reference_shape: shape of the map whose size the result must have.
+
+    Returns:
+        ``((top, bottom), (left, right))``.
+    """
+    if len(target_shape) == 4:
+        target_shape, reference_shape = target_shape[1:3], reference_shape[1:3]
+    crops = []
+    for axis, (big, small) in enumerate(zip(target_shape[:2], reference_shape[:2])):
+        if big is None or small is None:
+            raise ValueError("crop_shape needs static heights and widths; build the U-Net with a "
+                             f"fixed input_shape, got sizes {big} and {small}.")
+        if big < small:
+            raise ValueError(f"Cannot crop a map of size {big} to the larger size {small} "
+                             f"(axis {axis}).")
+        difference = big - small
+        crops.append((difference // 2, difference - difference // 2))
+    return tuple(crops)
+
+
+def double_conv(x, filters, *, padding="valid", batch_norm=False, name):
+    """Two 3x3 convolutions, each followed by a ReLU (optionally batch norm before the ReLU)."""
+    for i in (1, 2):
+        x = layers.Conv2D(filters, 3, padding=padding, use_bias=not batch_norm,
+                          kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+    return x
+
+
+def up_block(x, skip, filters, *, padding="valid", batch_norm=False, name):
+    """One step of the expanding path: 2x2 up-convolution, crop the skip, concatenate, convolve.
+
+    Args:
+        x: the coarser map coming up the expanding path.
+        skip: the feature map of the contracting path at this resolution.
+        filters: channels after the up-convolution (half those of ``x`` in the paper).
+
+    Returns:
+        The output of the two 3x3 convolutions.
+    """
+    x = layers.Conv2DTranspose(filters, 2, strides=2, kernel_initializer="he_normal",
+                               name=f"{name}_upconv")(x)
+    skip = layers.Cropping2D(crop_shape(skip.shape, x.shape), name=f"{name}_crop")(skip)
+    x = layers.Concatenate(name=f"{name}_concat")([skip, x])
+    return double_conv(x, filters, padding=padding, batch_norm=batch_norm, name=name)
+
+
+def unet(
+    input_shape=(572, 572, 1),
+    num_classes: int = 2,
+    *,
+    depth: int = 4,
+    filters: int = 64,
+    padding: str = "valid",
+    batch_norm: bool = False,
+    output_activation: str | None = "softmax",
+    name: str = "unet",
+) -> keras.Model:
+    """The U-Net of the paper (defaults) or a smaller one (``depth``, ``filters``).
+
+    Args:
+        input_shape: (height, width, channels). With ``padding="valid"`` height and width must
+            be sizes that the network can tile (see ``valid_input_sizes``); 572 in the paper.
+        num_classes: channels of the final 1x1 convolution (2 in the paper).
+        depth: number of 2x2 max poolings (4 in the paper).
+        filters: channels of the first level (64 in the paper), doubled at every pooling.
+        padding: ``"valid"`` (the paper: unpadded convolutions, cropped skip connections) or
+            ``"same"`` (the slides' snippet: padded convolutions, output as large as the input).
+        batch_norm: add batch normalisation after each convolution (not in the 2015 paper).
+        output_activation: ``"softmax"`` (the paper's pixel-wise soft-max) or ``None`` (logits).
+        name: the model's name.
+
+    Returns:
+        A ``keras.Model`` mapping (batch, H, W, C) images to (batch, H', W', num_classes) maps,
+        H' = ``unet_output_size(H, depth, padding)``.
+    """
+    depth = _check_depth(depth)
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
+    if int(filters) != filters or filters < 1:
+        raise ValueError(f"filters must be a positive integer, got {filters!r}.")
+    for axis, size in zip(("height", "width"), input_shape[:2]):
+        if size is None:
+            raise ValueError(f"input_shape needs a fixed {axis} (the skip connections are cropped "
+                             "to static sizes); build one model per tile size.")
+        if unet_output_size(size, depth, padding) is None:
+            if padding == "same":
+                raise ValueError(f"input {axis} {size} is smaller than 2**depth = {2**depth}.")
+            lower, upper = nearest_valid_input_sizes(size, depth)
+            sizes = f"{lower} or {upper}" if lower else f"{upper}"
+            raise ValueError(
+                f"input {axis} {size} cannot be tiled by a valid-convolution U-Net of depth "
+                f"{depth}: every 2x2 max pooling needs an even size and the maps must not shrink "
+                f"to nothing. The nearest valid sizes are {sizes} (see valid_input_sizes(depth))."
+            )
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    skips = []
+    for level in range(depth):
+        x = double_conv(x, filters * 2**level, padding=padding, batch_norm=batch_norm,
+                        name=f"down{level + 1}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"down{level + 1}_pool")(x)
+    x = double_conv(x, filters * 2**depth, padding=padding, batch_norm=batch_norm, name="bottom")
+    for level in reversed(range(depth)):
+        x = up_block(x, skips[level], filters * 2**level, padding=padding, batch_norm=batch_norm,
+                     name=f"up{level + 1}")
+    x = layers.Conv2D(num_classes, 1, name="classifier")(x)
+    if padding == "same" and tuple(x.shape[1:3]) != tuple(input_shape[:2]):
+        # The slides' snippet: pad the output back to the input size.
+        pad = crop_shape(input_shape[:2], x.shape[1:3])
+        x = layers.ZeroPadding2D(pad, name="pad_to_input")(x)
+    if output_activation is not None:
+        x = layers.Activation(output_activation, dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def count_conv_layers(model) -> int:
+    """Convolutional layers (3x3, up-convolutions and the 1x1 classifier), as the paper counts."""
+    return sum(isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)) for layer in model.layers)
