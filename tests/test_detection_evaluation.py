@@ -116,3 +116,11 @@ def test_proposal_recall():
     assert E.proposal_recall(proposals, gts, top_k=2) == 0.5
     assert E.proposal_recall([np.zeros((0, 4))] * 2, gts) == 0.0
     assert E.proposal_recall([np.zeros((0, 4))], [np.zeros((0, 4))]) == 0.0
+
+
+def test_pad_detections():
+    dets = [(np.array([A, B_]), np.array([0.9, 0.2]), np.array([1, 0])), NO_DETECTIONS]
+    boxes, labels, scores = E.pad_detections(dets, min_score=0.5)
+    assert boxes.shape == (2, 1, 4)
+    np.testing.assert_array_equal(labels, [[1], [-1]])
+    np.testing.assert_allclose(scores, [[0.9], [0.0]])

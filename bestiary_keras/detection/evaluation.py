@@ -33,6 +33,7 @@ __all__ = [
     "voc_average_precision",
     "coco_average_precision",
     "proposal_recall",
+    "pad_detections",
 ]
 
 
@@ -273,3 +274,32 @@ def proposal_recall(proposals, gt_boxes, iou_threshold: float = 0.5, top_k=None)
         if len(gts) and len(props):
             found += int((geometry.pairwise_iou(gts, props).max(axis=1) >= iou_threshold).sum())
     return found / total if total else 0.0
+
+
+def pad_detections(detections, min_score: float = 0.0, max_boxes: int | None = None):
+    """Per-image detections -> padded arrays for ``plotting.show_scenes``.
+
+    Args:
+        detections: per image ``(boxes, scores, classes)``.
+        min_score: drop detections scoring below it.
+        max_boxes: columns of the output (default: the most detections kept in one image).
+
+    Returns:
+        ``boxes (N, D, 4)``, ``labels (N, D)`` (-1 padding), ``scores (N, D)``.
+    """
+    kept = []
+    for boxes, scores, classes in detections:
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        keep = scores >= min_score
+        kept.append((boxes[keep], scores[keep], np.asarray(classes).reshape(-1)[keep]))
+    if max_boxes is None:
+        max_boxes = max([len(k[0]) for k in kept] + [1])
+    n = len(kept)
+    out_boxes = np.zeros((n, max_boxes, 4), np.float32)
+    out_labels = np.full((n, max_boxes), -1, np.int32)
+    out_scores = np.zeros((n, max_boxes), np.float32)
+    for i, (b, s, c) in enumerate(kept):
+        m = min(len(b), max_boxes)
+        out_boxes[i, :m], out_labels[i, :m], out_scores[i, :m] = b[:m], c[:m], s[:m]
+    return out_boxes, out_labels, out_scores

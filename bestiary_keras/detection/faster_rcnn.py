@@ -331,7 +331,8 @@ def faster_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 1
                 convs_per_stage=(1, 1, 2, 2),
                 anchor_scales=(12, 20, 32), anchor_ratios=(0.5, 1.0, 2.0), rpn_width=128,
                 pool_size=7, fc_units=(256, 256), rpn_lambda=1.0, rois_per_image=16,
-                post_nms_train=50, post_nms_test=50, seed=0, name="faster_rcnn"):
+                positive_fraction=0.25, post_nms_train=50, post_nms_test=50, seed=0,
+                name="faster_rcnn"):
     """Builds a ``FasterRCNN`` detector.
 
     Args:
@@ -345,6 +346,7 @@ def faster_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 1
         fc_units: FC widths of the head.
         rpn_lambda: ``lambda`` of the RPN loss (with ``N_reg`` = feature-map locations).
         rois_per_image: RoIs sampled per image for the head (the biggest speed lever here).
+        positive_fraction: largest foreground share of the sampled RoIs (0.25 in the paper).
         post_nms_train, post_nms_test: proposals kept after NMS.
         seed: seed of the in-graph anchor and RoI sampling.
         name: model name.
@@ -362,5 +364,6 @@ def faster_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 1
     head = detection_head((pool_size, pool_size, channels), num_classes, fc_units)
     return FasterRCNN(body, rpn, head, roi_pool, anchors, image_size, num_classes,
                       rpn_lambda=rpn_lambda, rois_per_image=rois_per_image,
-                      post_nms_train=post_nms_train, post_nms_test=post_nms_test, seed=seed,
+                      positive_fraction=positive_fraction, post_nms_train=post_nms_train,
+                      post_nms_test=post_nms_test, seed=seed,
                       name=name)

@@ -234,25 +234,26 @@ class RCNN:
         self.regressors = [None] * self.num_classes
         self._predict = None
 
-    def features(self, images, image_index, boxes, batch_size: int = 512):
-        """fc7 and pool5 features of the warped regions: ``(R, F7)``, ``(R, F5)``."""
+    def forward(self, images, image_index, boxes, batch_size: int = 512):
+        """The CNN on the warped regions: ``logits (R, K + 1)``, ``fc7 (R, F7)``, ``pool5 (R, F5)``."""
         import tensorflow as tf
 
         if self._predict is None:
-            self._predict = tf.function(lambda x: self.cnn(x, training=False)[1:],
+            self._predict = tf.function(lambda x: self.cnn(x, training=False),
                                         reduce_retracing=True)
-        fc7, pool5 = [], []
+        outputs = [[], [], []]
         for start in range(0, len(boxes), batch_size):
             sl = slice(start, start + batch_size)
             warped = warp_regions(images, boxes[sl], image_index[sl], self.size, self.context)
-            f7, f5 = self._predict(warped)
-            fc7.append(np.asarray(f7))
-            pool5.append(np.asarray(f5))
-        if not fc7:
-            out7 = self.cnn.outputs[1].shape[-1]
-            out5 = self.cnn.outputs[2].shape[-1]
-            return np.zeros((0, out7), np.float32), np.zeros((0, out5), np.float32)
-        return np.concatenate(fc7), np.concatenate(pool5)
+            for out, value in zip(outputs, self._predict(warped)):
+                out.append(np.asarray(value))
+        if not outputs[0]:
+            return tuple(np.zeros((0, o.shape[-1]), np.float32) for o in self.cnn.outputs)
+        return tuple(np.concatenate(out) for out in outputs)
+
+    def features(self, images, image_index, boxes, batch_size: int = 512):
+        """fc7 and pool5 features of the warped regions: ``(R, F7)``, ``(R, F5)``."""
+        return self.forward(images, image_index, boxes, batch_size)[1:]
 
     def fit_svms(self, fc7, labels, max_iou, negative_iou: float = 0.3, C: float = 0.01,
                  max_negatives: int = 20000, seed: int = 0):
@@ -302,29 +303,46 @@ class RCNN:
             self.regressors[k] = Ridge(alpha=alpha).fit(pool5[ids], targets)
         return self
 
-    def score_regions(self, fc7, pool5, boxes):
-        """SVM scores ``(R, K)`` and regressed boxes ``(R, K, 4)`` of regions."""
-        if self.scalers is None:
+    def score_regions(self, fc7, pool5, boxes, logits=None, use_svm=True, use_regression=True):
+        """Scores ``(R, K)`` and boxes ``(R, K, 4)`` of regions.
+
+        Args:
+            fc7, pool5: features; boxes: ``(R, 4)`` the regions.
+            logits: the CNN's ``(R, K + 1)`` logits, needed when ``use_svm=False``.
+            use_svm: score with the SVMs (R-CNN) or with the fine-tuned soft-max.
+            use_regression: apply the box regressors (else the region itself, for every class).
+        """
+        if use_svm and self.scalers is None:
             raise ValueError("the SVMs are not trained yet: call fit_svms first.")
+        if not use_svm and logits is None:
+            raise ValueError("use_svm=False scores with the soft-max: pass the CNN's logits.")
         if len(boxes) == 0:
             return np.zeros((0, self.num_classes), np.float32), np.zeros((0, self.num_classes, 4))
-        x = self.scalers.transform(fc7)
-        scores = np.stack([svm.decision_function(x) for svm in self.svms], axis=1)
+        if use_svm:
+            x = self.scalers.transform(fc7)
+            scores = np.stack([svm.decision_function(x) for svm in self.svms], axis=1)
+        else:
+            z = logits - logits.max(axis=1, keepdims=True)
+            scores = (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True))[:, 1:]
         out = np.repeat(np.asarray(boxes, np.float32)[:, None], self.num_classes, axis=1)
         for k, reg in enumerate(self.regressors):
-            if reg is not None:
+            if reg is not None and use_regression:
                 out[:, k] = box_utils.decode_boxes(reg.predict(pool5).astype(np.float32), boxes)
         return scores.astype(np.float32), out
 
-    def detect(self, images, proposals, score_threshold: float = -1.0, iou_threshold: float = 0.3,
-               max_detections: int = 20, timings: dict | None = None):
+    def detect(self, images, proposals, score_threshold=None, iou_threshold: float = 0.3,
+               max_detections: int = 20, use_svm: bool = True, use_regression: bool = True,
+               timings: dict | None = None):
         """Detections per image ``[(boxes, scores, classes), ...]`` (per-class NMS at 0.3).
 
         Args:
             images: ``(N, H, W, 3)``; proposals: per image ``(P_i, 4)``.
-            score_threshold: SVM margin below which a box is dropped.
+            score_threshold: drop boxes scoring below it (default: SVM margin -1, soft-max 0.01).
+            use_svm, use_regression: as in ``score_regions`` (the paper's ablations).
             timings: optional dict that receives the seconds spent in ``cnn`` and ``rest``.
         """
+        if score_threshold is None:
+            score_threshold = -1.0 if use_svm else 0.01
         images = np.asarray(images)
         size = images.shape[1:3]
         index = np.concatenate([np.full(len(p), i) for i, p in enumerate(proposals)]
@@ -332,9 +350,9 @@ class RCNN:
         boxes = np.concatenate([np.asarray(p, np.float32).reshape(-1, 4) for p in proposals]
                                + [np.zeros((0, 4), np.float32)])
         t0 = time.perf_counter()
-        fc7, pool5 = self.features(images, index, boxes)
+        logits, fc7, pool5 = self.forward(images, index, boxes)
         t1 = time.perf_counter()
-        scores, regressed = self.score_regions(fc7, pool5, boxes)
+        scores, regressed = self.score_regions(fc7, pool5, boxes, logits, use_svm, use_regression)
         out = []
         for i in range(len(images)):
             rows = np.flatnonzero(index == i)
