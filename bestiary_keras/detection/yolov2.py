@@ -1,0 +1,784 @@
+"""YOLOv2 (notebook 07): the steps of the paper's ablation, one switch each.
+
+Redmon and Farhadi, "YOLO9000: Better, Faster, Stronger", CVPR 2017, Sec. 2 and Table 2.
+
+Starting from YOLO (``bestiary_keras.detection.yolo``), the paper adds, one at a time:
+
+- **batch normalisation** after every convolution (``yolo.yolo_v1(batch_norm=True)``);
+- a **high-resolution classifier**: the backbone, pre-trained as a classifier at low resolution,
+  is fine-tuned as a classifier at the detector's resolution before detection training
+  (``backbone_classifier``);
+- a **fully convolutional head with anchor boxes**: the dense layers are dropped, a
+  convolution predicts ``A`` boxes per cell relative to ``A`` anchors, each with its own
+  objectness and class probabilities (``yolo_v2(backbone="yolo", location="offset")``);
+- the **new network**, Darknet-19: 3x3 convolutions that double the channels after each
+  pooling, 1x1 convolutions that compress them in between, batch norm everywhere
+  (``darknet_backbone``, scaled down);
+- **dimension priors**: the anchors' shapes from k-means on the training boxes with the
+  distance ``d(box, centroid) = 1 - IoU(box, centroid)`` (``kmeans_anchors``);
+- **direct location prediction**: the box centre is ``(c_x + sigmoid(t_x), c_y + sigmoid(t_y))``
+  in cell units, so it cannot leave its cell, instead of Faster R-CNN's unconstrained
+  ``x = x_a + t_x w_a`` (``location="direct"`` vs ``"offset"``);
+- the **passthrough layer**: the stride-4 features, rearranged by ``SpaceToDepth`` (2x2
+  neighbourhoods stacked into channels), are concatenated with the stride-8 features
+  (``passthrough=True``);
+- **multi-scale training**: the input size changes every few batches among multiples of the
+  stride (``yolo.YoloBatches(sizes=...)``), which only a fully convolutional network allows;
+- a **high-resolution detector**: the multi-scale model evaluated at a larger input.
+
+Predictions are ``(N, S, S, A, 5 + C)`` raw values ``(t_x, t_y, t_w, t_h, t_o, class logits)``,
+decoded with the anchors (pixels) and the stride:
+
+.. math::
+    b_x = (c_x + \\sigma(t_x))\\, s,\\quad b_y = (c_y + \\sigma(t_y))\\, s,\\quad
+    b_w = p_w e^{t_w},\\quad b_h = p_h e^{t_h},\\quad
+    \\Pr(\\text{object}) \\cdot \\text{IoU}(b, \\text{object}) = \\sigma(t_o)
+
+(``location="direct"``), or ``b_x = (c_x + 1/2) s + t_x p_w`` (``location="offset"``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from bestiary_keras import geometry
+from bestiary_keras.detection import boxes as box_ops
+from bestiary_keras.detection import yolo
+
+__all__ = [
+    "LOCATIONS",
+    "shape_iou",
+    "kmeans_anchors",
+    "anchors_from_scales",
+    "SpaceToDepth",
+    "darknet_backbone",
+    "backbone_classifier",
+    "yolo_v2",
+    "encode_yolo_v2_targets",
+    "yolo_v2_loss_terms",
+    "yolo_v2_loss",
+    "YoloV2Loss",
+    "decode_yolo_v2",
+    "yolo_v2_detections",
+    "ABLATION_BASE",
+    "ABLATION_STEPS",
+    "ablation_configs",
+    "new_backbone",
+    "object_crops",
+    "pretrain_classifier",
+    "build_ablation_detector",
+    "runner_metrics",
+]
+
+LOCATIONS = ("direct", "offset")
+
+
+# ----------------------------------------------------------------------------- k-means priors
+def _sizes(values, name):
+    values = np.asarray(values, np.float32)
+    if values.ndim != 2 or values.shape[1] != 2:
+        raise ValueError(f"{name} must be (n, 2) widths and heights, got shape {values.shape}.")
+    return values
+
+
+def shape_iou(sizes, anchors) -> np.ndarray:
+    """IoU of box shapes, boxes aligned on a common centre: ``(n, 2)``, ``(k, 2)`` -> ``(n, k)``.
+
+    The paper's k-means distance ignores where a box is, only its width and height matter:
+    both boxes are centred at the origin and ``geometry.pairwise_iou`` does the rest.
+    """
+    sizes = _sizes(sizes, "sizes")
+    anchors = _sizes(anchors, "anchors")
+
+    def centred(wh):
+        return np.concatenate([-wh / 2.0, wh / 2.0], axis=1)
+
+    return geometry.pairwise_iou(centred(sizes), centred(anchors))
+
+
+def kmeans_anchors(sizes, k: int, *, iterations: int = 100, seed: int = 0):
+    """Dimension priors: k-means on box shapes with the distance ``1 - IoU`` (YOLOv2, Sec. 2).
+
+    Euclidean k-means on ``(w, h)`` lets large boxes dominate the error; with ``1 - IoU`` the
+    clusters are as good for small boxes as for large ones. Centroids start at ``k`` distinct
+    random boxes; each iteration assigns every box to the centroid of highest IoU and moves
+    each centroid to the mean shape of its boxes, until the assignment no longer changes.
+
+    Args:
+        sizes: ``(n, 2)`` widths and heights of the training boxes (pixels).
+        k: number of clusters (anchors), ``1 <= k <= n``.
+        iterations: at most this many assignment steps.
+        seed: seed of the initial centroids.
+
+    Returns:
+        ``(anchors, mean_iou)``: ``(k, 2)`` float32 anchor shapes sorted by area, and the mean
+        over the boxes of their IoU with their closest anchor (the paper's "Avg IOU").
+    """
+    sizes = _sizes(sizes, "sizes")
+    sizes = sizes[(sizes > 0).all(axis=1)]
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= len(sizes):
+        raise ValueError(f"k must be an int between 1 and the number of boxes ({len(sizes)}), "
+                         f"got {k!r}.")
+    rng = np.random.default_rng(seed)
+    unique = np.unique(sizes, axis=0)
+    if len(unique) < k:
+        raise ValueError(f"only {len(unique)} distinct box shapes for k={k} clusters: lower k.")
+    centroids = unique[rng.choice(len(unique), k, replace=False)]
+    assignment = None
+    for _ in range(int(iterations)):
+        new = np.argmax(shape_iou(sizes, centroids), axis=1)
+        if assignment is not None and np.array_equal(new, assignment):
+            break
+        assignment = new
+        for j in range(k):
+            members = sizes[assignment == j]
+            if len(members):
+                centroids[j] = members.mean(axis=0)
+    centroids = centroids[np.argsort(centroids.prod(axis=1))]
+    mean_iou = float(shape_iou(sizes, centroids).max(axis=1).mean())
+    return centroids.astype(np.float32), mean_iou
+
+
+def anchors_from_scales(scales, ratios) -> np.ndarray:
+    """Hand-picked anchor shapes ``(A, 2)`` as in Faster R-CNN (``boxes.anchor_shapes``)."""
+    return box_ops.anchor_shapes(scales, ratios)
+
+
+# ----------------------------------------------------------------------------- layers
+@keras.saving.register_keras_serializable(package="bestiary_keras")
+class SpaceToDepth(layers.Layer):
+    """YOLOv2's passthrough "reorg": each ``b x b`` neighbourhood becomes ``b * b`` channels.
+
+    ``(N, H, W, C) -> (N, H / b, W / b, b * b * C)``, with TensorFlow's channel order
+    (``tf.nn.space_to_depth``): output channel ``(i * b + j) * C + c`` holds input pixel
+    ``(b y + i, b x + j)``, channel ``c``. Written with ``keras.ops`` so that it works for any
+    backend and any input size divisible by ``b`` (multi-scale training).
+    """
+
+    def __init__(self, block_size: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        if int(block_size) < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size!r}.")
+        self.block_size = int(block_size)
+
+    def call(self, x):
+        b = self.block_size
+        shape = ops.shape(x)
+        height, width, channels = shape[1] // b, shape[2] // b, x.shape[-1]
+        x = ops.reshape(x, (-1, height, b, width, b, channels))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(x, (-1, height, width, b * b * channels))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        b = self.block_size
+        return (n, None if h is None else h // b, None if w is None else w // b,
+                None if c is None else c * b * b)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(block_size=self.block_size)
+        return config
+
+
+# ----------------------------------------------------------------------------- networks
+def darknet_backbone(widths=(16, 32, 48, 96), *, name: str = "darknet") -> keras.Model:
+    """Darknet-19's design at our scale: stride 8, batch norm everywhere, 1x1 bottlenecks.
+
+    Like Darknet-19 (Table 6 of the paper), mostly 3x3 convolutions whose channels double after
+    each 2x2 max pooling, with 1x1 convolutions compressing the features between the 3x3 ones
+    from the third stage on::
+
+        3x3 w0 | pool | 3x3 w1 | pool | 3x3 w2, 1x1 w2/2, 3x3 w2 | pool | 3x3 w3, 1x1 w3/2, 3x3 w3
+
+    Args:
+        widths: the four stages' widths.
+        name: model name and layer prefix.
+
+    Returns:
+        A ``keras.Model`` from images ``(N, H, W, 3)`` (pixel values in [0, 255]) to
+        ``[fine, coarse]``: the last stride-4 features ``(N, H/4, W/4, w2)`` (the passthrough
+        layer's input) and the stride-8 features ``(N, H/8, W/8, w3)``.
+    """
+    widths = tuple(int(w) for w in widths)
+    if len(widths) != 4 or min(widths) < 2:
+        raise ValueError(f"widths must be 4 ints >= 2 (one per stage), got {widths!r}.")
+    inputs = keras.Input((None, None, 3), name=f"{name}_image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name=f"{name}_rescale")(inputs)
+    x = yolo.conv_block(x, widths[0], 3, batch_norm=True, name=f"{name}_stage1_conv1")
+    x = layers.MaxPooling2D(2, name=f"{name}_pool1")(x)
+    x = yolo.conv_block(x, widths[1], 3, batch_norm=True, name=f"{name}_stage2_conv1")
+    x = layers.MaxPooling2D(2, name=f"{name}_pool2")(x)
+    for stage, width in ((3, widths[2]), (4, widths[3])):
+        x = yolo.conv_block(x, width, 3, batch_norm=True, name=f"{name}_stage{stage}_conv1")
+        x = yolo.conv_block(x, width // 2, 1, batch_norm=True, name=f"{name}_stage{stage}_conv2")
+        x = yolo.conv_block(x, width, 3, batch_norm=True, name=f"{name}_stage{stage}_conv3")
+        if stage == 3:
+            fine = x
+            x = layers.MaxPooling2D(2, name=f"{name}_pool3")(x)
+    return keras.Model(inputs, [fine, x], name=name)
+
+
+def backbone_classifier(backbone: keras.Model, num_classes: int, *,
+                        name: str = "classifier") -> keras.Model:
+    """The backbone with global average pooling and a softmax layer: a classifier for
+    pre-training (the paper's ImageNet stage). Input size free; the backbone's weights are
+    shared with any detector built on it.
+    """
+    inputs = keras.Input((None, None, 3), name="image")
+    features = backbone(inputs)
+    if isinstance(features, (list, tuple)):
+        features = features[-1]
+    x = layers.GlobalAveragePooling2D(name=f"{name}_pool")(features)
+    outputs = layers.Dense(num_classes, activation="softmax", name=f"{name}_softmax")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def yolo_v2(num_classes: int = 3, anchors=((16.0, 16.0), (22.0, 22.0), (28.0, 28.0)), *,
+            backbone="darknet", passthrough: bool = True, head_filters: int = 64,
+            passthrough_filters: int = 16, confidence_prior: float | None = 0.05,
+            name: str = "yolo_v2") -> keras.Model:
+    """YOLOv2 at our scale: a fully convolutional detector with anchor boxes, stride 8.
+
+    backbone (stride 8) -> [passthrough: stride-4 features, 1x1 conv, ``SpaceToDepth(2)``,
+    concatenated] -> 3x3 conv block -> 1x1 conv with ``A (5 + C)`` filters -> reshaped to
+    ``(S, S, A, 5 + C)``.
+
+    Args:
+        num_classes: ``C``.
+        anchors: ``(A, 2)`` anchor widths and heights in pixels (the decoder and the loss
+            take the same array).
+        backbone: ``"darknet"`` (``darknet_backbone``), ``"yolo"`` (``yolo.yolo_backbone`` with
+            batch norm, YOLO's trunk), or an already built (pre-trained) backbone model of
+            stride 8 returning ``[fine, coarse]`` (needed for the passthrough) or ``coarse``.
+        passthrough: concatenate the rearranged stride-4 features (needs a ``[fine, coarse]``
+            backbone).
+        head_filters: filters of the head's 3x3 convolution.
+        passthrough_filters: filters of the 1x1 convolution before ``SpaceToDepth`` (the
+            paper's 64; x4 channels after it).
+        confidence_prior: initial objectness of every anchor (bias of ``t_o``), or None.
+        name: model name.
+
+    Returns:
+        A ``keras.Model`` from images ``(N, H, W, 3)`` (pixel values in [0, 255], any ``H, W``
+        divisible by 8) to raw predictions ``(N, H/8, W/8, A, 5 + C)``.
+    """
+    anchors = _sizes(anchors, "anchors")
+    num_anchors = len(anchors)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes!r}.")
+    if isinstance(backbone, str):
+        if backbone == "darknet":
+            backbone = darknet_backbone()
+        elif backbone == "yolo":
+            backbone = yolo.yolo_backbone(batch_norm=True)
+        else:
+            raise ValueError(
+                f"backbone must be 'darknet', 'yolo' or a keras.Model, got {backbone!r}."
+            )
+    inputs = keras.Input((None, None, 3), name="image")
+    features = backbone(inputs)
+    if isinstance(features, (list, tuple)):
+        fine, coarse = features
+    else:
+        fine, coarse = None, features
+    x = yolo.conv_block(coarse, head_filters, 3, batch_norm=True, name="head_conv1")
+    if passthrough:
+        if fine is None:
+            raise ValueError(
+                "passthrough=True needs a backbone that returns [fine, coarse] features (e.g. "
+                "darknet_backbone); this one returns only its last feature map."
+            )
+        p = yolo.conv_block(fine, passthrough_filters, 1, batch_norm=True, name="passthrough_conv")
+        p = SpaceToDepth(2, name="passthrough_reorg")(p)
+        x = layers.Concatenate(name="passthrough_concat")([p, x])
+    x = yolo.conv_block(x, head_filters, 3, batch_norm=True, name="head_conv2")
+    depth = 5 + num_classes
+    bias = np.zeros((num_anchors, depth), np.float32)
+    if confidence_prior is not None:
+        if not 0.0 < confidence_prior < 1.0:
+            raise ValueError(f"confidence_prior must be in (0, 1) or None, got {confidence_prior!r}.")
+        bias[:, 4] = math.log(confidence_prior / (1.0 - confidence_prior))
+    x = layers.Conv2D(num_anchors * depth, 1, name="head_output")(x)
+    outputs = _AnchorReshape(num_anchors, depth, name="predictions")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    model.get_layer("head_output").bias.assign(bias.reshape(-1))
+    return model
+
+
+@keras.saving.register_keras_serializable(package="bestiary_keras")
+class _AnchorReshape(layers.Layer):
+    """``(N, S, S, A * D) -> (N, S, S, A, D)`` for any spatial size."""
+
+    def __init__(self, num_anchors: int, depth: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_anchors = int(num_anchors)
+        self.depth = int(depth)
+
+    def call(self, x):
+        shape = ops.shape(x)
+        return ops.reshape(x, (-1, shape[1], shape[2], self.num_anchors, self.depth))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:3]) + (self.num_anchors, self.depth)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_anchors=self.num_anchors, depth=self.depth)
+        return config
+
+
+# ----------------------------------------------------------------------------- targets
+def encode_yolo_v2_targets(boxes, labels, image_size: int, anchors, num_classes: int, *,
+                           stride: int = 8) -> np.ndarray:
+    """Targets of YOLOv2: each object goes to the cell of its centre and, there, to the anchor
+    whose shape fits it best (highest ``shape_iou``).
+
+    Args:
+        boxes: ``(N, M, 4)`` xyxy pixel boxes at ``image_size``.
+        labels: ``(N, M)`` class indices, -1 for padding.
+        image_size: side of the square input (a multiple of ``stride``).
+        anchors: ``(A, 2)`` anchor shapes in pixels.
+        num_classes: ``C``.
+        stride: pixels per grid cell.
+
+    Returns:
+        float32 ``(N, S, S, A, 5 + C)`` with ``S = image_size / stride``:
+        ``[has_object, x_min, y_min, x_max, y_max (pixels), one-hot]`` at the responsible
+        (cell, anchor), zeros elsewhere. When two objects want the same (cell, anchor), the
+        larger one is kept.
+    """
+    anchors = _sizes(anchors, "anchors")
+    image_size = int(image_size)
+    if image_size % stride:
+        raise ValueError(
+            f"image_size={image_size} is not a multiple of the stride {stride}: use "
+            f"{image_size // stride * stride} or {(image_size // stride + 1) * stride}."
+        )
+    boxes = np.asarray(boxes, np.float32)
+    labels = np.asarray(labels)
+    if boxes.ndim != 3 or labels.shape != boxes.shape[:2]:
+        raise ValueError(f"boxes must be (N, M, 4) and labels (N, M), got {boxes.shape} and "
+                         f"{labels.shape}.")
+    grid = image_size // stride
+    targets = np.zeros((len(boxes), grid, grid, len(anchors), 5 + num_classes), np.float32)
+    area = geometry.box_area(boxes)
+    valid = (labels >= 0) & (area > 0)
+    if np.any(labels[valid] >= num_classes):
+        raise ValueError(f"labels go up to {labels.max()}, beyond num_classes={num_classes}.")
+    centre = geometry.xyxy_to_cxcywh(boxes)
+    for n in range(len(boxes)):
+        index = np.flatnonzero(valid[n])
+        if len(index) == 0:
+            continue
+        best = np.argmax(shape_iou(centre[n, index, 2:], anchors), axis=1)
+        for m, a in sorted(zip(index, best), key=lambda t: area[n, t[0]]):
+            col = min(int(centre[n, m, 0] // stride), grid - 1)
+            row = min(int(centre[n, m, 1] // stride), grid - 1)
+            targets[n, row, col, a] = 0.0
+            targets[n, row, col, a, 0] = 1.0
+            targets[n, row, col, a, 1:5] = boxes[n, m]
+            targets[n, row, col, a, 5 + labels[n, m]] = 1.0
+    return targets
+
+
+# ----------------------------------------------------------------------------- decoding (ops)
+def _check_location(location):
+    if location not in LOCATIONS:
+        raise ValueError(f"location must be one of {LOCATIONS}, got {location!r}.")
+
+
+def _decode_ops(raw, anchors, stride, location):
+    """Raw ``(N, S, S, A, 5 + C)`` -> xyxy pixel boxes ``(N, S, S, A, 4)`` (keras.ops)."""
+    shape = ops.shape(raw)
+    rows = ops.cast(ops.arange(shape[1]), "float32")
+    cols = ops.cast(ops.arange(shape[2]), "float32")
+    grid_y, grid_x = ops.meshgrid(rows, cols, indexing="ij")
+    cell = ops.stack([grid_x, grid_y], axis=-1)[None, :, :, None, :]  # (1, S, S, 1, 2)
+    anchor_wh = ops.convert_to_tensor(np.asarray(anchors, np.float32))[None, None, None]
+    if location == "direct":
+        centre = (cell + ops.sigmoid(raw[..., 0:2])) * stride
+    else:
+        centre = (cell + 0.5) * stride + raw[..., 0:2] * anchor_wh
+    size = anchor_wh * ops.exp(ops.minimum(raw[..., 2:4], box_ops.BBOX_CLIP))
+    return ops.concatenate([centre - size / 2.0, centre + size / 2.0], axis=-1), cell
+
+
+def yolo_v2_loss_terms(y_true, y_pred, anchors, *, stride: int = 8, location: str = "direct",
+                       lambda_coord: float = 1.0, lambda_noobj: float = 1.0,
+                       ignore_iou: float = 0.6) -> dict:
+    """YOLOv2's loss per image, as the Darknet "region" layer computes it:
+
+    .. math::
+        \\lambda_{coord} \\sum_{ij} \\mathbb{1}_{ij}^{obj} \\left[(\\hat u_{ij} - u_{ij})^2
+            + (\\hat v_{ij} - v_{ij})^2 + (t_w - \\log\\tfrac{w}{p_w})^2
+            + (t_h - \\log\\tfrac{h}{p_h})^2\\right]
+        + \\sum_{ij} \\mathbb{1}_{ij}^{obj} (\\sigma(t_o) - \\text{IoU}(\\hat b, b))^2
+        + \\lambda_{noobj} \\sum_{ij} \\mathbb{1}_{ij}^{noobj} [\\max_{b} \\text{IoU}(\\hat b_{ij}, b)
+            < 0.6]\\, \\sigma(t_o)^2
+        + \\sum_{ij} \\mathbb{1}_{ij}^{obj} \\text{CE}(\\text{softmax}(\\hat p), p)
+
+    ``i`` runs over cells, ``j`` over anchors. :math:`\\mathbb{1}_{ij}^{obj}` marks the
+    anchor that ``encode_yolo_v2_targets`` made responsible (the best anchor shape in the
+    object's cell). With ``location="direct"``, :math:`(\\hat u, \\hat v) = \\sigma(t_x, t_y)`
+    and :math:`(u, v)` is the centre's offset in its cell (0..1); with ``"offset"``,
+    :math:`(\\hat u, \\hat v) = (t_x, t_y)` and :math:`(u, v) = ((x - x_a) / p_w, (y - y_a) / p_h)`
+    (Faster R-CNN's parameterisation, unbounded). Predictions of other anchors that already
+    overlap some object by more than ``ignore_iou`` are not pushed towards "no object".
+    Classes use softmax cross-entropy.
+
+    Args:
+        y_true: ``(N, S, S, A, 5 + C)`` from ``encode_yolo_v2_targets``.
+        y_pred: ``(N, S, S, A, 5 + C)`` raw predictions of ``yolo_v2``.
+        anchors: ``(A, 2)`` anchor shapes in pixels.
+        stride: pixels per cell.
+        location: ``"direct"`` or ``"offset"``.
+        lambda_coord, lambda_noobj: weights of the coordinate and no-object terms.
+        ignore_iou: see above.
+
+    Returns:
+        dict of ``(N,)`` tensors ``"xy"``, ``"wh"``, ``"obj"``, ``"noobj"``, ``"class"``,
+        ``"total"``.
+    """
+    _check_location(location)
+    y_true = ops.cast(ops.convert_to_tensor(y_true), "float32")
+    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+    anchors = _sizes(anchors, "anchors")
+    pred_boxes, cell = _decode_ops(y_pred, anchors, stride, location)
+    responsible = y_true[..., 0]
+    true_boxes = y_true[..., 1:5]
+    anchor_wh = ops.convert_to_tensor(anchors)[None, None, None]
+
+    # coordinate targets (only read where responsible; padding rows get finite dummies)
+    true_wh = ops.maximum(true_boxes[..., 2:4] - true_boxes[..., 0:2], 1e-3)
+    true_centre = (true_boxes[..., 0:2] + true_boxes[..., 2:4]) / 2.0
+    if location == "direct":
+        pred_uv = ops.sigmoid(y_pred[..., 0:2])
+        true_uv = true_centre / stride - cell
+    else:
+        pred_uv = y_pred[..., 0:2]
+        true_uv = (true_centre - (cell + 0.5) * stride) / anchor_wh
+    true_twh = ops.log(true_wh / anchor_wh)
+
+    iou = ops.stop_gradient(geometry.ops_elementwise_iou(pred_boxes, true_boxes))
+    # best IoU of every prediction with any object of its image (for the ignore rule)
+    batch = ops.shape(y_pred)[0]
+    flat_pred = ops.reshape(pred_boxes, (batch, -1, 1, 4))
+    flat_true = ops.reshape(true_boxes, (batch, 1, -1, 4))
+    best_iou = ops.max(geometry.ops_elementwise_iou(flat_pred, flat_true), axis=-1)
+    best_iou = ops.stop_gradient(ops.reshape(best_iou, ops.shape(responsible)))
+    no_object = (1.0 - responsible) * ops.cast(best_iou < ignore_iou, "float32")
+
+    objectness = ops.sigmoid(y_pred[..., 4])
+    log_probs = ops.log_softmax(y_pred[..., 5:], axis=-1)
+
+    def per_image(term):
+        return ops.sum(ops.reshape(term, (batch, -1)), axis=-1)
+
+    xy = lambda_coord * per_image(responsible * ops.sum(ops.square(pred_uv - true_uv), -1))
+    wh = lambda_coord * per_image(
+        responsible * ops.sum(ops.square(y_pred[..., 2:4] - true_twh), -1))
+    obj = per_image(responsible * ops.square(objectness - iou))
+    noobj = lambda_noobj * per_image(no_object * ops.square(objectness))
+    cls = per_image(responsible * -ops.sum(y_true[..., 5:] * log_probs, -1))
+    return {"xy": xy, "wh": wh, "obj": obj, "noobj": noobj, "class": cls,
+            "total": xy + wh + obj + noobj + cls}
+
+
+def yolo_v2_loss(y_true, y_pred, anchors, **kwargs):
+    """The sum of ``yolo_v2_loss_terms``, ``(N,)``."""
+    return yolo_v2_loss_terms(y_true, y_pred, anchors, **kwargs)["total"]
+
+
+@keras.saving.register_keras_serializable(package="bestiary_keras")
+class YoloV2Loss(keras.losses.Loss):
+    """``yolo_v2_loss`` as a Keras loss (averaged over the images of a batch)."""
+
+    def __init__(self, anchors=((16.0, 16.0), (22.0, 22.0), (28.0, 28.0)), stride: int = 8,
+                 location: str = "direct", lambda_coord: float = 1.0, lambda_noobj: float = 1.0,
+                 ignore_iou: float = 0.6, name: str = "yolo_v2_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        _check_location(location)
+        self.anchors = _sizes(anchors, "anchors")
+        self.stride = int(stride)
+        self.location = location
+        self.lambda_coord = float(lambda_coord)
+        self.lambda_noobj = float(lambda_noobj)
+        self.ignore_iou = float(ignore_iou)
+
+    def call(self, y_true, y_pred):
+        return yolo_v2_loss(y_true, y_pred, self.anchors, stride=self.stride,
+                            location=self.location, lambda_coord=self.lambda_coord,
+                            lambda_noobj=self.lambda_noobj, ignore_iou=self.ignore_iou)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(anchors=self.anchors.tolist(), stride=self.stride, location=self.location,
+                      lambda_coord=self.lambda_coord, lambda_noobj=self.lambda_noobj,
+                      ignore_iou=self.ignore_iou)
+        return config
+
+
+def decode_yolo_v2(predictions, anchors, *, stride: int = 8, location: str = "direct",
+                   image_size=None):
+    """All ``S * S * A`` boxes of each image, before any thresholding (NumPy).
+
+    Args:
+        predictions: raw ``(N, S, S, A, 5 + C)`` model outputs.
+        anchors: ``(A, 2)`` anchor shapes in pixels.
+        stride: pixels per cell.
+        location: ``"direct"`` or ``"offset"`` (as trained).
+        image_size: clip boxes to this square image (default ``S * stride``).
+
+    Returns:
+        ``boxes (N, S*S*A, 4)`` xyxy pixels, ``objectness (N, S*S*A)``,
+        ``class_probs (N, S*S*A, C)``.
+    """
+    _check_location(location)
+    predictions = np.asarray(keras.ops.convert_to_numpy(predictions), np.float32)
+    if predictions.ndim != 5:
+        raise ValueError(f"predictions must be (N, S, S, A, 5 + C), got {predictions.shape}.")
+    boxes, _ = _decode_ops(predictions, _sizes(anchors, "anchors"), stride, location)
+    n = len(predictions)
+    size = predictions.shape[1] * stride if image_size is None else image_size
+    boxes = box_ops.clip_boxes(np.asarray(keras.ops.convert_to_numpy(boxes)).reshape(n, -1, 4),
+                               size)
+    objectness = 1.0 / (1.0 + np.exp(-predictions[..., 4].reshape(n, -1)))
+    logits = predictions[..., 5:].reshape(n, -1, predictions.shape[-1] - 5)
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    return boxes, objectness, probs
+
+
+def yolo_v2_detections(predictions, anchors, *, stride: int = 8, location: str = "direct",
+                       score_threshold: float = 0.05, iou_threshold: float = 0.5,
+                       max_detections: int = 100, scale: float = 1.0) -> list:
+    """Final detections: scores ``Pr(object) * Pr(class | object)``, then per-class NMS.
+
+    Args:
+        predictions: raw ``(N, S, S, A, 5 + C)`` outputs.
+        anchors, stride, location: as trained.
+        score_threshold, iou_threshold, max_detections: as in ``yolo.yolo_v1_detections``.
+        scale: multiply the boxes by it (e.g. ``64 / 80`` to report detections made on images
+            enlarged to 80x80 in the original 64x64 pixels).
+
+    Returns:
+        A list of ``(boxes (K, 4), scores (K,), classes (K,))``, one per image.
+    """
+    boxes, objectness, probs = decode_yolo_v2(predictions, anchors, stride=stride,
+                                              location=location)
+    scores = objectness[..., None] * probs
+    return [yolo.detections_from_scores(boxes[i] * scale, scores[i],
+                                        score_threshold=score_threshold,
+                                        iou_threshold=iou_threshold,
+                                        max_detections=max_detections)
+            for i in range(len(boxes))]
+
+
+# ----------------------------------------------------------------------------- the ablation
+ABLATION_BASE = dict(batch_norm=False, hires_classifier=False, head="dense", backbone="yolo",
+                     priors="hand", location="offset", passthrough=False, multi_scale=False,
+                     test_size=64)
+"""Row 1 of the ablation: YOLO (dense head, no batch norm, backbone pre-trained as a classifier
+at low resolution only)."""
+
+ABLATION_STEPS = (
+    ("YOLO", {}),
+    ("+ batch norm", {"batch_norm": True}),
+    ("+ hi-res classifier", {"hires_classifier": True}),
+    ("+ convolutional, anchor boxes", {"head": "anchors"}),
+    ("+ new network", {"backbone": "darknet"}),
+    ("+ dimension priors", {"priors": "kmeans"}),
+    ("+ location prediction", {"location": "direct"}),
+    ("+ passthrough", {"passthrough": True}),
+    ("+ multi-scale", {"multi_scale": True}),
+    ("+ hi-res detector", {"test_size": 80}),
+)
+"""The rows of the paper's Table 2, each adding one change to the row above (at our scale:
+64x64 inputs, stride 8; the high-resolution detector is evaluated at 80x80)."""
+
+
+def ablation_configs() -> list:
+    """``[(row name, settings), ...]``: the cumulative settings of each ablation row."""
+    rows, current = [], dict(ABLATION_BASE)
+    for name, change in ABLATION_STEPS:
+        current = {**current, **change}
+        rows.append((name, dict(current)))
+    return rows
+
+
+def new_backbone(config: dict) -> keras.Model:
+    """A fresh (untrained) backbone for an ablation row: YOLO's trunk (with or without batch
+    norm) or the Darknet-style network."""
+    if config["backbone"] == "darknet":
+        return darknet_backbone()
+    if config["backbone"] == "yolo":
+        return yolo.yolo_backbone(batch_norm=config["batch_norm"])
+    raise ValueError(f"config['backbone'] must be 'yolo' or 'darknet', got {config['backbone']!r}.")
+
+
+def object_crops(images, boxes, labels, size: int, *, context: float = 2.0):
+    """Square crops centred on every object, resized to ``size`` (classification data).
+
+    Each crop is ``context`` times the object's longest side (the object fills about half of
+    it, as in an ImageNet photo), bilinear ``tf.image.crop_and_resize`` (Keras has no
+    crop-and-resize op), zero padding outside the image.
+
+    Returns:
+        ``(crops float32 (K, size, size, 3) in [0, 255], labels int32 (K,))``.
+    """
+    import tensorflow as tf
+
+    images = np.asarray(images)
+    boxes = np.asarray(boxes, np.float32)
+    labels = np.asarray(labels)
+    image_index, slot = np.nonzero((labels >= 0) & (geometry.box_area(boxes) > 0))
+    chosen = boxes[image_index, slot]
+    centre = (chosen[:, :2] + chosen[:, 2:]) / 2.0
+    half = context * np.max(chosen[:, 2:] - chosen[:, :2], axis=1, keepdims=True) / 2.0
+    height, width = images.shape[1:3]
+    normalised = np.concatenate([(centre[:, 1:2] - half) / height, (centre[:, 0:1] - half) / width,
+                                 (centre[:, 1:2] + half) / height, (centre[:, 0:1] + half) / width],
+                                axis=1)
+    crops = tf.image.crop_and_resize(images.astype(np.float32), normalised,
+                                     image_index.astype(np.int32), (size, size))
+    return crops.numpy(), labels[image_index, slot].astype(np.int32)
+
+
+def pretrain_classifier(backbone: keras.Model, images, labels, *, num_classes: int, steps: int,
+                        batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0) -> float:
+    """Trains ``backbone`` as a classifier (``backbone_classifier``) for ``steps`` random
+    batches of ``images`` (any size the backbone takes) with random flips.
+
+    Returns:
+        The training accuracy over the last 20% of the steps.
+    """
+    images = np.asarray(images, np.float32)
+    labels = np.asarray(labels)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps!r}.")
+    classifier = backbone_classifier(backbone, num_classes)
+    classifier.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng([seed, 7])
+    correct = seen = 0
+    for step in range(int(steps)):
+        pick = rng.integers(0, len(images), batch_size)
+        x = images[pick]
+        if rng.random() < 0.5:
+            x = x[:, :, ::-1]
+        if rng.random() < 0.5:
+            x = np.swapaxes(x, 1, 2)
+        _, accuracy = classifier.train_on_batch(x, labels[pick])
+        if step >= 0.8 * steps:
+            correct += accuracy * batch_size
+            seen += batch_size
+    return float(correct / max(seen, 1))
+
+
+def build_ablation_detector(config: dict, *, num_classes: int, hand_anchors, kmeans_anchors,
+                            backbone: keras.Model | None = None, image_size: int = 64):
+    """The detector of one ablation row, with what it needs to train and to detect.
+
+    Args:
+        config: one row's settings (``ablation_configs``).
+        num_classes: ``C``.
+        hand_anchors: ``(A, 2)`` hand-picked anchor shapes (before "dimension priors").
+        kmeans_anchors: ``(A, 2)`` k-means anchor shapes.
+        backbone: the (pre-trained) backbone; a fresh ``new_backbone(config)`` when None.
+        image_size: training size of the dense-head rows (YOLO v1 has a fixed input).
+
+    Returns:
+        ``(model, loss, encode, detect)``: ``encode(boxes, labels, size)`` builds a batch's
+        targets and ``detect(predictions, scale=1.0)`` returns per-image detections.
+    """
+    backbone = new_backbone(config) if backbone is None else backbone
+    if config["head"] == "dense":
+        model = yolo.yolo_v1(image_size, image_size // 8, 2, num_classes,
+                             batch_norm=config["batch_norm"], backbone=backbone)
+        loss = yolo.YoloV1Loss(boxes_per_cell=2, num_classes=num_classes)
+
+        def encode(boxes, labels, size):
+            return yolo.encode_yolo_v1_targets(boxes, labels, size, size // 8, num_classes)
+
+        def detect(predictions, scale=1.0):
+            size = predictions.shape[1] * 8
+            return [(b * scale, s, c) for b, s, c in yolo.yolo_v1_detections(
+                predictions, size, boxes_per_cell=2, num_classes=num_classes)]
+
+        return model, loss, encode, detect
+    if config["head"] != "anchors":
+        raise ValueError(f"config['head'] must be 'dense' or 'anchors', got {config['head']!r}.")
+    anchors = _sizes(kmeans_anchors if config["priors"] == "kmeans" else hand_anchors, "anchors")
+    location = config["location"]
+    model = yolo_v2(num_classes, anchors, backbone=backbone, passthrough=config["passthrough"])
+    loss = YoloV2Loss(anchors, location=location)
+
+    def encode(boxes, labels, size):
+        return encode_yolo_v2_targets(boxes, labels, size, anchors, num_classes)
+
+    def detect(predictions, scale=1.0):
+        return yolo_v2_detections(predictions, anchors, location=location, scale=scale)
+
+    return model, loss, encode, detect
+
+
+# ----------------------------------------------------------------------------- runner results
+def runner_metrics(profile: str, notebooks=("03", "04", "05", "06"), results_dir=None) -> dict:
+    """The metrics that other notebooks reported, as collected by the ``bestiary`` runner.
+
+    Reads ``results/<profile>/NN_*.metrics.jsonl`` (written while ``bestiary run`` executes
+    each notebook, so a run of the whole collection sees the numbers of this very run), else
+    ``results/<profile>/summary.json`` (the last finished run).
+
+    Args:
+        profile: the profile whose results to read.
+        notebooks: notebook numbers.
+        results_dir: the runner's results folder (default: ``results`` in the repository).
+
+    Returns:
+        ``{number: {"notebook": file name, "metrics": {name: value}, "source": path,
+        "seed": seed}}`` for the notebooks found; absent numbers were not run.
+    """
+    from bestiary_keras import runner
+
+    base = Path(results_dir) if results_dir is not None else runner.repository_root() / "results"
+    folder = base / profile
+    found: dict = {}
+    summary = folder / "summary.json"
+    if summary.is_file():
+        try:
+            content = json.loads(summary.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            content = {}
+        for entry in content.get("notebooks", []):
+            number = str(entry.get("notebook", ""))[:2]
+            if number in notebooks and entry.get("status") == "passed":
+                found[number] = {
+                    "notebook": entry["notebook"], "source": str(summary),
+                    "seed": content.get("seed"),
+                    "metrics": {m["name"]: m["value"] for m in entry.get("metrics", [])},
+                }
+    for number in notebooks:
+        for path in sorted(folder.glob(f"{number}_*.metrics.jsonl")):
+            try:
+                records = [json.loads(line) for line in path.read_text().splitlines() if line]
+            except (OSError, ValueError):
+                continue
+            if not records:
+                continue
+            newer = number not in found or path.stat().st_mtime > Path(found[number]["source"]).stat().st_mtime
+            if newer:
+                found[number] = {
+                    "notebook": path.name.replace(".metrics.jsonl", ".ipynb"), "source": str(path),
+                    "seed": records[-1].get("seed"),
+                    "metrics": {r["name"]: r["value"] for r in records},
+                }
+    return found
