@@ -197,3 +197,42 @@ def test_fast_rcnn_trains_one_step_on_degenerate_batches():
     assert all(np.isfinite(v) for v in logs.values())
     dets = model.detect(images, proposals, valid)
     assert len(dets) == 2 and all(np.all(np.isfinite(d[0])) for d in dets)
+
+
+# ----------------------------------------------------------------------------- data pipeline
+def test_pad_and_flip_boxes():
+    from bestiary_keras.detection import data
+
+    boxes, valid = data.pad_boxes([np.array([[1, 2, 5, 6]]), np.zeros((0, 4))], max_boxes=2)
+    np.testing.assert_array_equal(valid, [[True, False], [False, False]])
+    flipped = data.flip_boxes(boxes, 10.0, valid)
+    np.testing.assert_array_equal(flipped[0], [[5, 2, 9, 6], [0, 0, 0, 0]])  # padding stays 0
+    np.testing.assert_array_equal(data.flip_boxes(flipped, 10.0, valid), boxes)
+
+
+def test_detection_dataset_flips_images_boxes_and_proposals_together():
+    from bestiary_keras.detection import data
+
+    class Scenes:  # one image, white in its left quarter, one object there
+        images = np.zeros((1, 8, 8, 3), np.uint8)
+        boxes = np.array([[[0, 0, 2, 8], [0, 0, 0, 0]]], np.float32)
+        labels = np.array([[1, -1]], np.int32)
+
+        def __len__(self):
+            return 1
+
+    scenes = Scenes()
+    scenes.images[0, :, :2] = 255
+    props = data.pad_boxes([np.array([[0, 0, 2, 8]])], 3)
+    ds = data.detection_dataset(scenes, 1, proposals=props, shuffle=True, repeat=True, seed=0)
+    seen = set()
+    for batch in ds.take(16):
+        image = batch["images"].numpy()[0]
+        left = image[:, :2].mean() > 128
+        box = batch["boxes"].numpy()[0, 0]
+        assert (box[0] == 0) == left  # the box follows the white stripe
+        np.testing.assert_array_equal(batch["proposals"].numpy()[0, 0], box)
+        np.testing.assert_array_equal(batch["boxes"].numpy()[0, 1], 0)  # padding untouched
+        assert batch["images"].dtype == "float32" and batch["labels"].dtype == "int32"
+        seen.add(bool(left))
+    assert seen == {True, False}  # both orientations occur

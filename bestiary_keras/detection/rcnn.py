@@ -332,7 +332,7 @@ class RCNN:
 
     def detect(self, images, proposals, score_threshold=None, iou_threshold: float = 0.3,
                max_detections: int = 20, use_svm: bool = True, use_regression: bool = True,
-               timings: dict | None = None):
+               timings: dict | None = None, outputs=None):
         """Detections per image ``[(boxes, scores, classes), ...]`` (per-class NMS at 0.3).
 
         Args:
@@ -340,6 +340,8 @@ class RCNN:
             score_threshold: drop boxes scoring below it (default: SVM margin -1, soft-max 0.01).
             use_svm, use_regression: as in ``score_regions`` (the paper's ablations).
             timings: optional dict that receives the seconds spent in ``cnn`` and ``rest``.
+            outputs: the CNN's ``(logits, fc7, pool5)`` on these proposals (``forward``), to
+                compare scoring variants without running the CNN again.
         """
         if score_threshold is None:
             score_threshold = -1.0 if use_svm else 0.01
@@ -350,7 +352,9 @@ class RCNN:
         boxes = np.concatenate([np.asarray(p, np.float32).reshape(-1, 4) for p in proposals]
                                + [np.zeros((0, 4), np.float32)])
         t0 = time.perf_counter()
-        logits, fc7, pool5 = self.forward(images, index, boxes)
+        if outputs is None:
+            outputs = self.forward(images, index, boxes)
+        logits, fc7, pool5 = outputs
         t1 = time.perf_counter()
         scores, regressed = self.score_regions(fc7, pool5, boxes, logits, use_svm, use_regression)
         out = []
