@@ -106,3 +106,67 @@ def plot_roc(curves: dict, *, ax=None, title: str | None = None, max_fpr: float 
     if title:
         ax.set_title(title)
     return ax
+
+
+def show_images(images, titles=None, *, ncols: int = 12, title: str | None = None,
+                size: float = 1.1, gap: int = 2, dpi: int = 72):
+    """Grey images in [0, 1] as one mosaic (one ``imshow``: small files, fast), each tile with an
+    optional title above it. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    images = np.asarray(images, np.float32)
+    if images.ndim == 4:
+        images = images[..., 0]
+    n, h, w = images.shape
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    label_h = 9 if titles is not None else 0
+    cell_h, cell_w = h + gap + label_h, w + gap
+    mosaic = np.ones((nrows * cell_h, ncols * cell_w), np.float32)
+    for k in range(n):
+        r, c = divmod(k, ncols)
+        y, x = r * cell_h + label_h, c * cell_w
+        mosaic[y:y + h, x:x + w] = images[k]
+    fig, ax = plt.subplots(figsize=(size * ncols, size * nrows * cell_h / cell_w + 0.3), dpi=dpi)
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    if titles is not None:
+        for k in range(n):
+            r, c = divmod(k, ncols)
+            ax.text(c * cell_w + w / 2, r * cell_h + label_h - 2, titles[k], fontsize=6.5,
+                    ha="center", va="bottom")
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_descriptor_curves_3d(template_desc, template_object, template_azimuth, names, *,
+                              query_desc=None, query_object=None, ax=None, title=None):
+    """3-D descriptors of templates, one closed curve per object in pose order (like the
+    slide's "3-dim descriptors for 3 objects"), with test queries as dots of the same colour."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig = plt.figure(figsize=(6, 5.5))
+        ax = fig.add_subplot(projection="3d")
+    colours = plt.get_cmap("tab10")
+    d = np.asarray(template_desc)
+    if d.shape[1] != 3:
+        raise ValueError(f"template_desc must be 3-dimensional, got shape {d.shape}.")
+    for o, name in enumerate(names):
+        sel = np.flatnonzero(np.asarray(template_object) == o)
+        sel = sel[np.argsort(np.asarray(template_azimuth)[sel])]
+        loop = np.r_[sel, sel[:1]]
+        ax.plot(d[loop, 0], d[loop, 1], d[loop, 2], "-o", ms=2.5, color=colours(o),
+                label=f"{name} templates")
+        if query_desc is not None:
+            q = np.asarray(query_desc)[np.asarray(query_object) == o]
+            ax.scatter(q[:, 0], q[:, 1], q[:, 2], s=4, alpha=0.35, color=colours(o))
+    ax.set_xlabel("f[0]")
+    ax.set_ylabel("f[1]")
+    ax.set_zlabel("f[2]")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
