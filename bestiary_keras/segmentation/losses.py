@@ -175,3 +175,33 @@ def trimap_targets(masks, *, border_weight: float = 0.0):
     labels = (masks == 1).astype(np.int32)
     weights = np.where(masks == 2, float(border_weight), 1.0).astype(np.float32)
     return labels, weights
+
+
+def median_frequency_weights(labels, num_classes: int) -> np.ndarray:
+    """SegNet's class weights, "median frequency balancing" (Eigen and Fergus, 2015).
+
+    ``alpha_c = median(f) / f_c``, where ``f_c`` is the frequency of class ``c`` over the pixels
+    of the images that contain it (the SegNet paper's definition): rare classes get weights above
+    1, the dominant background far below 1. A class that never occurs gets weight 0.
+
+    Args:
+        labels: int (N, H, W) class maps of the training set.
+        num_classes: number of classes.
+
+    Returns:
+        float32 (num_classes,) weights; use ``weights[labels]`` as the per-pixel sample weight.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise ValueError(f"labels must be (N, H, W) class maps, got shape {labels.shape}.")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes - 1}], got values from "
+                         f"{labels.min()} to {labels.max()}.")
+    counts = np.stack([np.bincount(m.ravel(), minlength=num_classes) for m in labels])
+    pixels_of_images_with = ((counts > 0) * counts.sum(1, keepdims=True)).sum(0)
+    present = pixels_of_images_with > 0
+    frequency = np.zeros(num_classes)
+    frequency[present] = counts.sum(0)[present] / pixels_of_images_with[present]
+    weights = np.zeros(num_classes, np.float32)
+    weights[present] = np.median(frequency[present]) / frequency[present]
+    return weights
