@@ -7,7 +7,8 @@ together with one multi-task loss
 
 .. math::
     L(p, u, t^u, v) = L_{cls}(p, u) + \\lambda [u \\ge 1] L_{loc}(t^u, v),\\qquad
-    L_{cls} = -\\log p_u,\\qquad L_{loc} = \\sum_{i \\in \\{x,y,w,h\\}} \\mathrm{smooth}_{L_1}(t^u_i - v_i)
+    L_{cls} = -\\log p_u,\\qquad
+    L_{loc} = \\sum_{i \\in \\{x,y,w,h\\}} \\mathrm{smooth}_{L_1}(t^u_i - v_i)
 
 with ``u`` the true class (0 = background, which gets no box loss) and ``v`` the regression
 target (``boxes.encode_boxes`` of the object w.r.t. the RoI).
@@ -82,7 +83,8 @@ def roi_bins(rois, spatial_scale: float, pool_size: int, feature_size: int):
     start = xp.floor(rois[..., 0] * spatial_scale)
     end = xp.maximum(xp.ceil(rois[..., 1] * spatial_scale), start + 1.0)
     size = (end - start)[..., None]
-    k = xp.arange(pool_size, dtype="float32") if xp is ops else np.arange(pool_size, dtype=np.float32)
+    k = np.arange(pool_size, dtype=np.float32)
+    k = k if xp is np else ops.convert_to_tensor(k)
     low = start[..., None] + xp.floor(k * size / pool_size)
     high = start[..., None] + xp.ceil((k + 1.0) * size / pool_size)
     low = xp.clip(low, 0.0, float(feature_size))
@@ -154,7 +156,8 @@ class RoIMaxPooling(layers.Layer):
         levels_y = int(math.floor(math.log2(height))) + 1
         levels_x = int(math.floor(math.log2(width))) + 1
         # sparse table of the map: (B, LY, LX, H, W, C)
-        table = [self._sparse_table(t, 2, levels_x) for t in self._sparse_table(features, 1, levels_y)]
+        rows = self._sparse_table(features, 1, levels_y)
+        table = [self._sparse_table(t, 2, levels_x) for t in rows]
         table = ops.stack([ops.stack(row, axis=1) for row in table], axis=1)
         batch = ops.shape(features)[0]
         per_image = levels_y * levels_x * height * width
@@ -470,7 +473,8 @@ def postprocess(rois, class_logits, box_deltas, image_size, score_threshold=0.05
         iou_threshold=iou_threshold, score_threshold=score_threshold, clip_boxes=False)
     b = nmsed.nmsed_boxes
     out_boxes = ops.stack([b[..., 1], b[..., 0], b[..., 3], b[..., 2]], axis=-1)
-    return out_boxes, nmsed.nmsed_scores, ops.cast(nmsed.nmsed_classes, "int32"), nmsed.valid_detections
+    classes = ops.cast(nmsed.nmsed_classes, "int32")
+    return out_boxes, nmsed.nmsed_scores, classes, nmsed.valid_detections
 
 
 def detections_to_list(boxes, scores, classes, count):
@@ -570,7 +574,8 @@ class FastRCNN(keras.Model):
 
         if self.run_eagerly:  # debugging and unit tests: no tracing
             self._detect_fn = self.detect_batch
-        elif not isinstance(getattr(self, "_detect_fn", None), tf.types.experimental.GenericFunction):
+        elif not isinstance(getattr(self, "_detect_fn", None),
+                            tf.types.experimental.GenericFunction):
             self._detect_fn = tf.function(self.detect_batch, reduce_retracing=True)
         images = np.asarray(images)
         proposals = np.asarray(proposals, np.float32)

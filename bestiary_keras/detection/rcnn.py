@@ -235,7 +235,7 @@ class RCNN:
         self._predict = None
 
     def forward(self, images, image_index, boxes, batch_size: int = 512):
-        """The CNN on the warped regions: ``logits (R, K + 1)``, ``fc7 (R, F7)``, ``pool5 (R, F5)``."""
+        """The CNN on warped regions: ``logits (R, K + 1)``, ``fc7 (R, F7)``, ``pool5 (R, F5)``."""
         import tensorflow as tf
 
         if self._predict is None:
