@@ -1,0 +1,577 @@
+"""LIFT: Learned Invariant Feature Transform (notebook 17).
+
+Reference: K. M. Yi, E. Trulls, V. Lepetit, P. Fua, "LIFT: Learned Invariant Feature
+Transform", ECCV 2016.
+
+Three networks and the differentiable layers that join them into one pipeline:
+
+- ``detector_net`` (DET): a fully convolutional score map ``S`` over a patch (or a whole image);
+  ``SoftArgmax`` turns the map into a differentiable keypoint location (the softmax-weighted
+  mean of the pixel coordinates) and a score (the softmax-weighted mean of the map).
+- ``CropAndRotate`` (the spatial transformer ``G(P, x, theta)``): a ``crop_size`` crop of ``P``
+  centred at ``x`` and rotated by ``theta``, by bilinear sampling with
+  ``keras.ops.image.map_coordinates``; differentiable in the image, the location and the angle.
+- ``orientation_net`` (ORI): the crop's orientation as a unit vector ``(cos, sin)``.
+- DESC: ``siamese.patch_descriptor`` (Simo-Serra et al.'s network, as in the paper).
+
+Training follows the paper: DESC first (crops at the feature point, aligned with the known
+rotation: the paper used the orientations of its SfM points), then ORI with DESC frozen, then
+DET with ORI and DESC frozen, each stage on its part of the single global cost
+``losses.lift_global_cost`` (``LiftCost`` here); ``desc_stage``, ``ori_stage``, ``det_stage``
+build the three training models, which all output ``[d1 | d2 | d3 | s1..s4]``.
+
+Evaluation helpers (``detect_sift``, ``detect_learned``, ``describe``, ``orient``) run the
+pipelines on whole images.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from bestiary_keras.metric_learning import losses, siamese
+
+
+# --- the spatial transformer ----------------------------------------------------------------
+
+def crop_coordinates(centres, angles, crop_size: int):
+    """Sampling coordinates of rotated crops: ``(N, crop_size, crop_size)`` x and y.
+
+    Crop pixel ``(i, j)`` samples the image at ``centre + R(theta) (j - s/2, i - s/2)`` with
+    ``s = crop_size`` and ``R(theta) = [[cos, -sin], [sin, cos]]`` in image coordinates (x right,
+    y down), so the centre lands on crop pixel ``(s/2, s/2)`` (the convention of
+    ``patches.extract_patches``). A view rotated by ``alpha`` about the centre gives the same
+    crop with ``theta + alpha``.
+
+    Args:
+        centres: ``(N, 2)`` as ``(x, y)`` in pixels.
+        angles: ``(N,)`` radians, or ``(N, 2)`` as ``(cos, sin)``.
+    """
+    offsets = ops.cast(ops.arange(crop_size), "float32") - crop_size / 2
+    dx = ops.reshape(offsets, (1, 1, crop_size))
+    dy = ops.reshape(offsets, (1, crop_size, 1))
+    if len(angles.shape) == 2:
+        cos, sin = angles[:, 0], angles[:, 1]
+    else:
+        cos, sin = ops.cos(angles), ops.sin(angles)
+    cos = ops.reshape(cos, (-1, 1, 1))
+    sin = ops.reshape(sin, (-1, 1, 1))
+    cx = ops.reshape(centres[:, 0], (-1, 1, 1))
+    cy = ops.reshape(centres[:, 1], (-1, 1, 1))
+    x = cx + cos * dx - sin * dy
+    y = cy + sin * dx + cos * dy
+    return x, y
+
+
+def crop_and_rotate(images, centres, angles, crop_size: int, image_index=None):
+    """``G(P, x, theta)``: bilinear rotated crops, differentiable (see ``CropAndRotate``).
+
+    Args:
+        images: ``(B, H, W, 1)``.
+        centres: ``(N, 2)`` crop centres ``(x, y)``.
+        angles: ``(N,)`` radians or ``(N, 2)`` ``(cos, sin)``.
+        crop_size: side of the crop.
+        image_index: ``(N,)`` which image each crop comes from (default: crop ``n`` from image
+            ``n``, ``N = B``).
+
+    Returns:
+        ``(N, crop_size, crop_size, 1)``; pixels outside the image are 0.
+    """
+    x, y = crop_coordinates(ops.cast(centres, "float32"), ops.cast(angles, "float32"), crop_size)
+    n = ops.shape(x)[0]
+    if image_index is None:
+        index = ops.cast(ops.arange(n), "float32")
+    else:
+        index = ops.cast(image_index, "float32")
+    b = ops.broadcast_to(ops.reshape(index, (-1, 1, 1)), ops.shape(x))
+    coordinates = ops.stack([ops.stop_gradient(b), y, x], axis=0)
+    crops = ops.image.map_coordinates(images[..., 0], coordinates, order=1,
+                                      fill_mode="constant", fill_value=0.0)
+    return crops[..., None]
+
+
+@keras.saving.register_keras_serializable(package="bestiary_keras")
+class CropAndRotate(layers.Layer):
+    """The spatial transformer ``G(P, x, theta)`` of LIFT as a layer.
+
+    ``layer(images, centres=None, angles=None)``: ``centres`` ``(B, 2)`` as ``(x, y)`` (default:
+    the middle of each image, ``(W/2, H/2)``), ``angles`` ``(B,)`` radians or ``(B, 2)``
+    ``(cos, sin)`` such as ORI's output (default: no rotation).
+
+    Args:
+        crop_size: side of the output crop.
+    """
+
+    def __init__(self, crop_size: int = 32, **kwargs):
+        super().__init__(**kwargs)
+        if int(crop_size) < 2:
+            raise ValueError(f"crop_size must be >= 2, got {crop_size}.")
+        self.crop_size = int(crop_size)
+
+    def call(self, images, centres=None, angles=None):
+        shape = ops.shape(images)
+        if centres is None:
+            middle = ops.stack([ops.cast(shape[2], "float32") / 2,
+                                ops.cast(shape[1], "float32") / 2])
+            centres = ops.ones((shape[0], 1), "float32") * middle[None, :]
+        if angles is None:
+            angles = ops.zeros((shape[0],), "float32")
+        return crop_and_rotate(images, centres, angles, self.crop_size)
+
+    def compute_output_shape(self, images_shape, centres_shape=None, angles_shape=None):
+        return (images_shape[0], self.crop_size, self.crop_size, 1)
+
+    def get_config(self):
+        return {**super().get_config(), "crop_size": self.crop_size}
+
+
+@keras.saving.register_keras_serializable(package="bestiary_keras")
+class Standardize(layers.Layer):
+    """Per-crop zero mean and unit standard deviation (``patches.normalize_patches`` in the
+    graph): ORI and DESC see crops normalised like the patches of notebook 15."""
+
+    def __init__(self, epsilon: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, x):
+        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        std = ops.sqrt(ops.mean(ops.square(x - mean), axis=(1, 2, 3), keepdims=True))
+        return (x - mean) / (std + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+# --- DET --------------------------------------------------------------------------------------
+
+def detector_net(filters=(8,), kernel_size: int = 5, name: str = "det") -> keras.Model:
+    """DET: a fully convolutional score map, the size of its input.
+
+    The paper uses one convolution with a 25x25 kernel and a piecewise-linear activation;
+    here, 5x5 convolutions (ReLU, ``filters`` channels) and a linear 1-channel output, ``same``
+    padding, so the same network scores a 64x64 training patch or a whole test image. It works
+    at full resolution, so keep it small: it is the most expensive network per pixel.
+
+    Args:
+        filters: widths of the hidden convolutions (may be empty: one linear filter).
+        kernel_size: odd side of every convolution kernel.
+        name: model name.
+
+    Returns:
+        A ``keras.Model`` ``(N, H, W, 1) -> (N, H, W)``.
+    """
+    if int(kernel_size) < 1 or int(kernel_size) % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd number (so that the score map "
+                         f"stays centred on its pixels), got kernel_size={kernel_size}.")
+    if any(int(f) < 1 for f in filters):
+        raise ValueError(f"filters must be positive widths, got filters={tuple(filters)}.")
+    inputs = keras.Input(shape=(None, None, 1), name="image")
+    x = inputs
+    for i, width in enumerate(filters):
+        x = layers.Conv2D(width, kernel_size, padding="same", activation="relu",
+                          name=f"conv{i + 1}")(x)
+    x = layers.Conv2D(1, kernel_size, padding="same", name="score")(x)
+    outputs = ops.squeeze(x, axis=-1)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@keras.saving.register_keras_serializable(package="bestiary_keras")
+class SoftArgmax(layers.Layer):
+    """Differentiable keypoint location and score from a score map.
+
+    Over the central window of the map (``margin`` pixels dropped on each side, so that a crop
+    around the location stays inside the patch), ``w = softmax(beta * S)``; the location is
+    ``sum w * (x, y)`` and the score ``sum w * S`` (a soft maximum of the map).
+
+    Args:
+        margin: pixels left out at each border.
+        beta: softmax sharpness.
+
+    Returns:
+        ``(locations (N, 2) as (x, y) in pixels of the whole map, scores (N,))``.
+    """
+
+    def __init__(self, margin: int = 16, beta: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if int(margin) < 0:
+            raise ValueError(f"margin must be >= 0 pixels, got margin={margin}.")
+        if float(beta) <= 0:
+            raise ValueError(f"beta must be positive (larger is closer to a hard argmax), got "
+                             f"beta={beta}.")
+        self.margin = int(margin)
+        self.beta = float(beta)
+
+    def call(self, score_map):
+        m = self.margin
+        s = score_map[:, m:-m, m:-m] if m > 0 else score_map
+        h, w = ops.shape(s)[1], ops.shape(s)[2]
+        flat = ops.reshape(s, (ops.shape(s)[0], -1))
+        weights = ops.softmax(self.beta * flat, axis=-1)
+        ys = ops.cast(ops.arange(h), "float32") + m
+        xs = ops.cast(ops.arange(w), "float32") + m
+        grid_x = ops.reshape(ops.broadcast_to(xs[None, :], (h, w)), (-1,))
+        grid_y = ops.reshape(ops.broadcast_to(ys[:, None], (h, w)), (-1,))
+        x = ops.sum(weights * grid_x, axis=-1)
+        y = ops.sum(weights * grid_y, axis=-1)
+        score = ops.sum(weights * flat, axis=-1)
+        return ops.stack([x, y], axis=-1), score
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin, "beta": self.beta}
+
+
+# --- ORI ----------------------------------------------------------------------------------
+
+def orientation_net(crop_size: int = 32, filters=(16, 32), hidden_units: int = 64,
+                    name: str = "ori") -> keras.Model:
+    """ORI: the orientation of a crop as a unit vector ``(cos theta, sin theta)``.
+
+    Two 5x5 convolutions with max pooling, a hidden layer, two linear outputs normalised to
+    unit length (the paper predicts the two numbers and takes ``atan2``).
+
+    Args:
+        crop_size: side of the (square, 1-channel) input crop; must be divisible by
+            ``2 ** len(filters)`` (one 2x2 pooling per convolution).
+        filters: widths of the convolutions.
+        hidden_units: width of the hidden dense layer.
+        name: model name.
+
+    Returns:
+        A ``keras.Model`` ``(N, crop_size, crop_size, 1) -> (N, 2)`` with unit rows.
+    """
+    step = 2 ** len(filters)
+    if int(crop_size) < step or int(crop_size) % step:
+        raise ValueError(f"crop_size must be a positive multiple of {step} (one 2x2 pooling per "
+                         f"convolution in filters={tuple(filters)}), got crop_size={crop_size}; "
+                         f"try {max(step, int(crop_size) // step * step)}.")
+    inputs = keras.Input(shape=(crop_size, crop_size, 1), name="crop")
+    x = inputs
+    for i, width in enumerate(filters):
+        x = layers.Conv2D(width, 5, padding="same", activation="relu", name=f"conv{i + 1}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(hidden_units, activation="relu", name="hidden")(x)
+    x = layers.Dense(2, name="cos_sin")(x)
+    outputs = layers.UnitNormalization(name="unit")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+# --- the three training stages --------------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package="bestiary_keras")
+class PackLiftOutputs(layers.Layer):
+    """``[d1 | d2 | d3 | s1..s4]``, with zeros for ``d3`` or the scores where a stage has none."""
+
+    def call(self, d1, d2, d3=None, scores=None):
+        if d3 is None:
+            d3 = ops.zeros_like(d1)
+        if scores is None:
+            scores = ops.zeros_like(d1[:, :1]) * ops.zeros((1, 4), d1.dtype)
+        return ops.concatenate([d1, d2, d3, scores], axis=-1)
+
+    def compute_output_shape(self, d1_shape, d2_shape, d3_shape=None, scores_shape=None):
+        return (d1_shape[0], 3 * d1_shape[1] + 4)
+
+
+def _check_sizes(patch_size, crop_size):
+    if int(crop_size) < 2 or int(crop_size) > int(patch_size):
+        raise ValueError(f"crop_size must be between 2 and patch_size={patch_size} (G crops "
+                         f"inside the patch), got crop_size={crop_size}.")
+
+
+def desc_stage(desc: keras.Model, patch_size: int = 64, crop_size: int = 32,
+               name: str = "desc_stage") -> keras.Model:
+    """Stage 1, DESC: crops at the patch centres; ``P2``'s crop rotated by the known angle.
+
+    Inputs ``P1, P2, P3`` ``(N, S, S, 1)`` and ``angle_2`` ``(N,)`` (radians, the rotation of
+    view 2 at the point). Output ``[d1 | d2 | d3 | 0 0 0 0]``.
+
+    Args:
+        desc: the descriptor network ``(N, c, c, 1) -> (N, D)`` (trained by this stage).
+        patch_size: side ``S`` of the quadruplet patches.
+        crop_size: side ``c`` of the crops ``G`` takes (at most ``S``).
+        name: model name.
+
+    Returns:
+        The training model (compile it with ``LiftCost(D, ("pair", "negative"))``).
+    """
+    _check_sizes(patch_size, crop_size)
+    p = [keras.Input((patch_size, patch_size, 1), name=f"P{k}") for k in (1, 2, 3)]
+    angle = keras.Input((), name="angle_2")
+    crop = CropAndRotate(crop_size, name="G")
+    norm = Standardize(name="standardize")
+    d1 = desc(norm(crop(p[0])))
+    d2 = desc(norm(crop(p[1], angles=angle)))
+    d3 = desc(norm(crop(p[2])))
+    out = PackLiftOutputs(name="packed")(d1, d2, d3)
+    return keras.Model([*p, angle], out, name=name)
+
+
+def ori_stage(ori: keras.Model, desc: keras.Model, patch_size: int = 64, crop_size: int = 32,
+              name: str = "ori_stage") -> keras.Model:
+    """Stage 2, ORI (DESC frozen by the caller): the crops of ``P1`` and ``P2`` at their centre,
+    each rotated by ORI's own estimate; the pair term makes the two rotated crops describe
+    alike (the only term that involves the orientation).
+
+    Inputs ``P1, P2``; output ``[d1 | d2 | 0 | 0 0 0 0]``.
+
+    Args:
+        ori: the orientation network (trained by this stage).
+        desc: the descriptor network (set ``desc.trainable = False`` before compiling).
+        patch_size, crop_size, name: as in ``desc_stage``.
+
+    Returns:
+        The training model (compile it with ``LiftCost(D, ("pair",))``).
+    """
+    _check_sizes(patch_size, crop_size)
+    p = [keras.Input((patch_size, patch_size, 1), name=f"P{k}") for k in (1, 2)]
+    crop = CropAndRotate(crop_size, name="G")
+    norm = Standardize(name="standardize")
+    described = []
+    for patch in p:
+        upright = norm(crop(patch))
+        described.append(desc(norm(crop(patch, angles=ori(upright)))))
+    out = PackLiftOutputs(name="packed")(*described)
+    return keras.Model(p, out, name=name)
+
+
+def det_stage(det: keras.Model, ori: keras.Model, desc: keras.Model, patch_size: int = 64,
+              crop_size: int = 32, beta: float = 1.0, name: str = "det_stage") -> keras.Model:
+    """Stage 3, DET (ORI and DESC frozen by the caller): the whole pipeline
+    ``h(G(P, x, ori(G(P, x))))`` with ``x = softargmax(S(P))`` on ``P1`` and ``P2`` (the pair
+    term), and the detector scores of ``P1..P4`` (the classification term).
+
+    Inputs ``P1..P4``; output ``[d1 | d2 | 0 | s1 s2 s3 s4]``.
+
+    Args:
+        det: the detector network (trained by this stage).
+        ori, desc: frozen by the caller (``trainable = False``) before compiling.
+        patch_size, crop_size, name: as in ``desc_stage``; the softargmax leaves a margin of
+            ``crop_size // 2`` so that the crop stays inside the patch.
+        beta: softargmax sharpness.
+
+    Returns:
+        The training model (compile it with ``LiftCost(D, ("pair", "class"))``).
+    """
+    _check_sizes(patch_size, crop_size)
+    p = [keras.Input((patch_size, patch_size, 1), name=f"P{k}") for k in (1, 2, 3, 4)]
+    crop = CropAndRotate(crop_size, name="G")
+    norm = Standardize(name="standardize")
+    soft = SoftArgmax(margin=crop_size // 2, beta=beta, name="softargmax")
+    described, scores = [], []
+    for k, patch in enumerate(p):
+        location, score = soft(det(patch))
+        scores.append(layers.Reshape((1,), name=f"score{k + 1}")(score))
+        if k < 2:
+            upright = norm(crop(patch, location))
+            described.append(desc(norm(crop(patch, location, ori(upright)))))
+    all_scores = layers.Concatenate(name="scores")(scores)
+    out = PackLiftOutputs(name="packed")(described[0], described[1], None, all_scores)
+    return keras.Model(p, out, name=name)
+
+
+@keras.saving.register_keras_serializable(package="bestiary_keras")
+class LiftCost(keras.losses.Loss):
+    """``losses.lift_global_cost`` on the packed output ``[d1 | d2 | d3 | s1..s4]`` of the stage
+    models.
+
+    ``y_true`` is unused unless ``mine_negatives``; then it holds the scene-point id of each
+    quadruplet, and the negative of row ``i`` is the closer of ``d3_i`` and the hardest
+    in-batch ``d2_j`` of another point (Simo-Serra et al.'s mining, which LIFT's DESC uses
+    too; see ``losses.hardest_negative_contrastive_loss``).
+
+    Args:
+        descriptor_dim: ``D``.
+        terms: the terms this stage trains (``("pair", "negative")`` for DESC, ``("pair",)`` for
+            ORI, ``("pair", "class")`` for DET).
+        margin, gamma: see ``losses.lift_global_cost``.
+        mine_negatives: pick the hardest negative in the batch (needs point ids as ``y_true``).
+    """
+
+    def __init__(self, descriptor_dim: int, terms=("pair", "negative", "class"),
+                 margin: float = 4.0, gamma: float = 1.0, mine_negatives: bool = False,
+                 name: str = "lift_cost", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.descriptor_dim = int(descriptor_dim)
+        self.terms = tuple(terms)
+        self.margin, self.gamma = float(margin), float(gamma)
+        self.mine_negatives = bool(mine_negatives)
+
+    def call(self, y_true, y_pred):
+        d = self.descriptor_dim
+        d1, d2, d3 = y_pred[:, :d], y_pred[:, d:2 * d], y_pred[:, 2 * d:3 * d]
+        if self.mine_negatives:
+            d3 = hardest_negative_descriptors(d1, d2, d3, y_true)
+        return losses.lift_global_cost(d1, d2, d3, y_pred[:, 3 * d:3 * d + 4],
+                                       margin=self.margin, gamma=self.gamma, terms=self.terms)
+
+    def get_config(self):
+        return {**super().get_config(), "descriptor_dim": self.descriptor_dim,
+                "terms": list(self.terms), "margin": self.margin, "gamma": self.gamma,
+                "mine_negatives": self.mine_negatives}
+
+
+def hardest_negative_descriptors(desc_1, desc_2, desc_3, point_ids):
+    """For each row ``i``, whichever is closer to ``desc_1[i]``: ``desc_3[i]`` or the hardest
+    ``desc_2[j]`` of another scene point in the batch. Returns ``(B, D)``."""
+    distances = losses.euclidean_distance(desc_1[:, None, :], desc_2[None, :, :])  # (B, B)
+    ids = ops.reshape(point_ids, (-1,))
+    same = ops.equal(ids[:, None], ids[None, :])
+    masked = ops.where(same, ops.max(distances) + 1.0, distances)
+    j = ops.argmin(masked, axis=1)
+    mined = ops.take(desc_2, j, axis=0)
+    use_mined = ops.min(masked, axis=1) < losses.euclidean_distance(desc_1, desc_3)
+    return ops.where(use_mined[:, None], mined, desc_3)
+
+
+# --- whole images ---------------------------------------------------------------------------
+
+def to_uint8(image) -> np.ndarray:
+    """A grey float image in [0, 1] as uint8 (for OpenCV)."""
+    return (np.clip(np.asarray(image), 0, 1) * 255).astype(np.uint8)
+
+
+def detect_sift(image, max_points: int = 300, border: int = 16):
+    """OpenCV SIFT on a grey image: points ``(K, 2)``, angles ``(K,)`` in radians (our crop
+    convention, checked against rotated images) and 128-D descriptors, strongest first, away
+    from the border."""
+    import cv2
+
+    sift = cv2.SIFT_create()
+    keypoints, descriptors = sift.detectAndCompute(to_uint8(image), None)
+    if descriptors is None:
+        return np.zeros((0, 2)), np.zeros(0), np.zeros((0, 128), np.float32)
+    h, w = np.asarray(image).shape[:2]
+    order = np.argsort([-k.response for k in keypoints], kind="stable")
+    points, angles, kept = [], [], []
+    seen = set()
+    for i in order:
+        x, y = keypoints[i].pt
+        key = (round(x, 1), round(y, 1))
+        if not (border <= x < w - border and border <= y < h - border) or key in seen:
+            continue
+        seen.add(key)  # OpenCV repeats a point for each of its dominant orientations
+        points.append((x, y))
+        angles.append(math.radians(keypoints[i].angle))
+        kept.append(i)
+        if len(kept) == max_points:
+            break
+    return (np.asarray(points, np.float64).reshape(-1, 2), np.asarray(angles, np.float64),
+            descriptors[kept].astype(np.float32))
+
+
+def score_map(det: keras.Model, image) -> np.ndarray:
+    """DET's score map over a whole grey image ``(H, W)``."""
+    return np.asarray(det(np.asarray(image, np.float32)[None, ..., None], training=False))[0]
+
+
+def detect_learned(det: keras.Model, image, max_points: int = 300, border: int = 16,
+                   nms_size: int = 5) -> np.ndarray:
+    """Keypoints of DET: local maxima of its score map (``nms_size`` window), strongest first,
+    away from the border. Returns ``(K, 2)`` as ``(x, y)``."""
+    from scipy.ndimage import maximum_filter
+
+    s = score_map(det, image)
+    peaks = (s == maximum_filter(s, size=nms_size))
+    peaks[:border] = peaks[-border:] = False
+    peaks[:, :border] = peaks[:, -border:] = False
+    ys, xs = np.nonzero(peaks)
+    order = np.argsort(-s[ys, xs], kind="stable")[:max_points]
+    return np.stack([xs[order], ys[order]], -1).astype(np.float64)
+
+
+def orient(ori: keras.Model, image, points, crop_size: int = 32) -> np.ndarray:
+    """ORI's angle (radians) at each point of a whole image."""
+    if len(points) == 0:
+        return np.zeros(0)
+    from bestiary_keras.metric_learning.patches import normalize_patches
+
+    img = np.asarray(image, np.float32)[None, ..., None]
+    crops = crop_and_rotate(img, np.asarray(points, np.float32), np.zeros(len(points), np.float32),
+                            crop_size, image_index=np.zeros(len(points)))
+    cos_sin = np.asarray(ori(normalize_patches(np.asarray(crops)), training=False))
+    return np.arctan2(cos_sin[:, 1], cos_sin[:, 0])
+
+
+def describe(desc: keras.Model, image, points, angles, crop_size: int = 32) -> np.ndarray:
+    """DESC's descriptors of rotated crops of a whole image (each crop normalised to zero mean
+    and unit standard deviation, like the training patches)."""
+    from bestiary_keras.metric_learning.patches import normalize_patches
+
+    dim = int(desc.outputs[0].shape[-1])
+    if len(points) == 0:
+        return np.zeros((0, dim), np.float32)
+    img = np.asarray(image, np.float32)[None, ..., None]
+    crops = np.asarray(crop_and_rotate(img, np.asarray(points, np.float32),
+                                       np.asarray(angles, np.float32), crop_size,
+                                       image_index=np.zeros(len(points))))
+    return siamese.embed(desc, normalize_patches(crops))
+
+
+def evaluate_pipelines(pairs, pipelines: dict, pixel_threshold: float = 5.0) -> dict:
+    """Repeatability, matching score and matches' average precision of several pipelines,
+    averaged over image pairs with known homographies.
+
+    Args:
+        pairs: ``[(image_1, image_2, homography), ...]`` (``patches.make_image_pairs``).
+        pipelines: name -> ``f(image) -> (points (K, 2), descriptors (K, D))``.
+        pixel_threshold: a point repeats / a match is right within this distance.
+
+    Returns:
+        name -> ``{"repeatability", "matching_score", "mAP", "points"}`` (means over pairs) and
+        ``"_matches"``: name -> the last pair's ``(points_1, points_2, i, j, correct)`` for
+        figures.
+    """
+    from bestiary_keras.metric_learning import evaluation
+
+    if len(pairs) == 0:
+        raise ValueError("pairs is empty: pass at least one (image_1, image_2, homography), "
+                         "e.g. from patches.make_image_pairs.")
+    results, last = {}, {}
+    for name, pipeline in pipelines.items():
+        rows = []
+        for image_1, image_2, h in pairs:
+            p1, d1 = pipeline(image_1)
+            p2, d2 = pipeline(image_2)
+            rows.append((
+                evaluation.repeatability(p1, p2, h, image_1.shape, image_2.shape,
+                                         pixel_threshold),
+                evaluation.matching_score(p1, p2, d1, d2, h, image_1.shape, image_2.shape,
+                                          pixel_threshold),
+                evaluation.matches_average_precision(p1, p2, d1, d2, h, pixel_threshold),
+                (len(p1) + len(p2)) / 2))
+        rep, ms, ap, npts = np.mean(rows, axis=0)
+        results[name] = {"repeatability": float(rep), "matching_score": float(ms),
+                         "mAP": float(ap), "points": float(npts)}
+        i, j, _ = evaluation.match_descriptors(d1, d2)
+        last[name] = (p1, p2, i, j,
+                      evaluation.correct_matches(p1, p2, i, j, h, pixel_threshold))
+    results["_matches"] = last
+    return results
+
+
+def centre_crops(patches_, angles=None, crop_size: int = 32, normalize: bool = True):
+    """Crops at the middle of each patch ``(N, S, S)``, rotated by ``angles`` (radians, default
+    0), normalised per crop (as ORI and DESC see them). Returns ``(N, c, c, 1)``."""
+    from bestiary_keras.metric_learning.patches import normalize_patches
+
+    p = np.asarray(patches_, np.float32)
+    if p.ndim == 3:
+        p = p[..., None]
+    n, h, w = p.shape[:3]
+    if n == 0:
+        return np.zeros((0, crop_size, crop_size, 1), np.float32)
+    angles = np.zeros(n, np.float32) if angles is None else np.asarray(angles, np.float32)
+    centres = np.tile([[w / 2, h / 2]], (n, 1)).astype(np.float32)
+    crops = np.asarray(crop_and_rotate(p, centres, angles, crop_size))
+    return normalize_patches(crops) if normalize else crops
+
+
+def patch_orientations(ori: keras.Model, patches_, crop_size: int = 32) -> np.ndarray:
+    """ORI's angle (radians) of the upright centre crop of each patch."""
+    cos_sin = np.asarray(ori(centre_crops(patches_, None, crop_size), training=False))
+    return np.arctan2(cos_sin[:, 1], cos_sin[:, 0])
