@@ -99,11 +99,16 @@ def hand_example():
 
 def test_loss_terms_match_the_hand_computed_example():
     y_true, y_pred = hand_example()
-    terms = yolov2.yolo_v2_loss_terms(y_true, y_pred, ANCHORS, stride=8, location="direct")
+    terms = yolov2.yolo_v2_loss_terms(y_true, y_pred, ANCHORS, stride=8, location="direct",
+                                      lambda_obj=1.0)
     assert IOU == pytest.approx(0.553436, abs=1e-6)
     for name, expected in HAND.items():
         np.testing.assert_allclose(np.asarray(terms[name]), [expected], rtol=1e-5, err_msg=name)
     np.testing.assert_allclose(terms["total"], [sum(HAND.values())], rtol=1e-5)
+    # Darknet's weights (the default): the object term counts five times
+    terms = yolov2.yolo_v2_loss_terms(y_true, y_pred, ANCHORS, stride=8)
+    np.testing.assert_allclose(terms["obj"], [5 * HAND["obj"]], rtol=1e-5)
+    np.testing.assert_allclose(terms["noobj"], [HAND["noobj"]], rtol=1e-5)
 
 
 def test_a_prediction_that_already_overlaps_an_object_is_ignored():

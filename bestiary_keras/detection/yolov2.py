@@ -411,15 +411,15 @@ def _decode_ops(raw, anchors, stride, location):
 
 
 def yolo_v2_loss_terms(y_true, y_pred, anchors, *, stride: int = 8, location: str = "direct",
-                       lambda_coord: float = 1.0, lambda_noobj: float = 1.0,
-                       ignore_iou: float = 0.6) -> dict:
+                       lambda_coord: float = 1.0, lambda_obj: float = 5.0,
+                       lambda_noobj: float = 1.0, ignore_iou: float = 0.6) -> dict:
     """YOLOv2's loss per image, as the Darknet "region" layer computes it:
 
     .. math::
         \\lambda_{coord} \\sum_{ij} \\mathbb{1}_{ij}^{obj} \\left[(\\hat u_{ij} - u_{ij})^2
             + (\\hat v_{ij} - v_{ij})^2 + (t_w - \\log\\tfrac{w}{p_w})^2
             + (t_h - \\log\\tfrac{h}{p_h})^2\\right]
-        + \\sum_{ij} \\mathbb{1}_{ij}^{obj} (\\sigma(t_o) - \\text{IoU}(\\hat b, b))^2
+        + \\lambda_{obj} \\sum_{ij} \\mathbb{1}_{ij}^{obj} (\\sigma(t_o) - \\text{IoU}(\\hat b, b))^2
         + \\lambda_{noobj} \\sum_{ij} \\mathbb{1}_{ij}^{noobj} [\\max_{b} \\text{IoU}(\\hat b_{ij}, b)
             < 0.6]\\, \\sigma(t_o)^2
         + \\sum_{ij} \\mathbb{1}_{ij}^{obj} \\text{CE}(\\text{softmax}(\\hat p), p)
@@ -439,7 +439,10 @@ def yolo_v2_loss_terms(y_true, y_pred, anchors, *, stride: int = 8, location: st
         anchors: ``(A, 2)`` anchor shapes in pixels.
         stride: pixels per cell.
         location: ``"direct"`` or ``"offset"``.
-        lambda_coord, lambda_noobj: weights of the coordinate and no-object terms.
+        lambda_coord, lambda_obj, lambda_noobj: weights of the coordinate, object and
+            no-object terms; Darknet's ``yolo-voc.cfg`` uses 1, 5 and 1 (its ``coord_scale``,
+            ``object_scale``, ``noobject_scale``): the few responsible anchors' objectness
+            weighs five times more than each of the many empty ones.
         ignore_iou: see above.
 
     Returns:
@@ -484,7 +487,7 @@ def yolo_v2_loss_terms(y_true, y_pred, anchors, *, stride: int = 8, location: st
     xy = lambda_coord * per_image(responsible * ops.sum(ops.square(pred_uv - true_uv), -1))
     wh = lambda_coord * per_image(
         responsible * ops.sum(ops.square(y_pred[..., 2:4] - true_twh), -1))
-    obj = per_image(responsible * ops.square(objectness - iou))
+    obj = lambda_obj * per_image(responsible * ops.square(objectness - iou))
     noobj = lambda_noobj * per_image(no_object * ops.square(objectness))
     cls = per_image(responsible * -ops.sum(y_true[..., 5:] * log_probs, -1))
     return {"xy": xy, "wh": wh, "obj": obj, "noobj": noobj, "class": cls,
@@ -501,27 +504,30 @@ class YoloV2Loss(keras.losses.Loss):
     """``yolo_v2_loss`` as a Keras loss (averaged over the images of a batch)."""
 
     def __init__(self, anchors=((16.0, 16.0), (22.0, 22.0), (28.0, 28.0)), stride: int = 8,
-                 location: str = "direct", lambda_coord: float = 1.0, lambda_noobj: float = 1.0,
-                 ignore_iou: float = 0.6, name: str = "yolo_v2_loss", **kwargs):
+                 location: str = "direct", lambda_coord: float = 1.0, lambda_obj: float = 5.0,
+                 lambda_noobj: float = 1.0, ignore_iou: float = 0.6, name: str = "yolo_v2_loss",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
         _check_location(location)
         self.anchors = _sizes(anchors, "anchors")
         self.stride = int(stride)
         self.location = location
         self.lambda_coord = float(lambda_coord)
+        self.lambda_obj = float(lambda_obj)
         self.lambda_noobj = float(lambda_noobj)
         self.ignore_iou = float(ignore_iou)
 
     def call(self, y_true, y_pred):
         return yolo_v2_loss(y_true, y_pred, self.anchors, stride=self.stride,
                             location=self.location, lambda_coord=self.lambda_coord,
-                            lambda_noobj=self.lambda_noobj, ignore_iou=self.ignore_iou)
+                            lambda_obj=self.lambda_obj, lambda_noobj=self.lambda_noobj,
+                            ignore_iou=self.ignore_iou)
 
     def get_config(self):
         config = super().get_config()
         config.update(anchors=self.anchors.tolist(), stride=self.stride, location=self.location,
-                      lambda_coord=self.lambda_coord, lambda_noobj=self.lambda_noobj,
-                      ignore_iou=self.ignore_iou)
+                      lambda_coord=self.lambda_coord, lambda_obj=self.lambda_obj,
+                      lambda_noobj=self.lambda_noobj, ignore_iou=self.ignore_iou)
         return config
 
 
