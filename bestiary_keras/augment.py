@@ -239,15 +239,18 @@ def _py_dataset_base():
 class AugmentedBatches(_py_dataset_base()):
     """A ``keras.utils.PyDataset`` of freshly augmented batches for ``model.fit``.
 
-    Each of the ``steps`` batches draws ``batch_size`` scenes at random (with replacement),
-    augments them with ``augment_batch`` and turns them into ``(x, y)`` with ``encode``.
-    Batch ``i`` depends only on ``(seed, i)``. Use ``epochs=1`` with ``len(self) == steps``.
+    Each of the ``steps`` batches of an epoch draws ``batch_size`` scenes at random (with
+    replacement), augments them with ``augment_batch`` and turns them into ``(x, y)`` with
+    ``encode``. Batch ``i`` of epoch ``e`` depends only on ``(seed, e * steps + i)``: every
+    epoch brings new batches, and two runs with the same seed see the same ones. So
+    ``model.fit(data, epochs=E)`` trains for ``E * steps`` steps (one log line per epoch with
+    ``verbose=2``).
 
     Args:
         images, labels, boxes: the training scenes (``labels`` ``(N, M)`` or ``(N,)``).
         encode: ``encode(images_uint8, labels, boxes) -> (x, y)`` (e.g. preprocessing and
             ``vgg.localisation_targets``).
-        batch_size, steps, seed: batches per epoch and their size; the seed.
+        batch_size, steps, seed: images per batch, batches per epoch, the seed.
         **augment_kwargs: ``crop_size``, ``scale_range``, ``flip``, ``channel_shuffle``,
             ``keep_object`` for ``augment_batch``.
     """
@@ -264,13 +267,18 @@ class AugmentedBatches(_py_dataset_base()):
         self.encode = encode
         self.batch_size, self.steps, self.seed = int(batch_size), int(steps), int(seed)
         self.augment_kwargs = augment_kwargs
+        self.epoch = 0
 
     def __len__(self):
         return self.steps
 
+    def on_epoch_end(self):
+        self.epoch += 1
+
     def sample(self, index: int):
-        """The augmented ``(images, labels, boxes)`` of batch ``index`` (uint8, before encode)."""
-        rng = np.random.default_rng((self.seed, index))
+        """The augmented ``(images, labels, boxes)`` of batch ``index`` of the current epoch
+        (uint8, before ``encode``)."""
+        rng = np.random.default_rng((self.seed, self.epoch * self.steps + index))
         pick = rng.integers(0, len(self.images), size=self.batch_size)
         images, boxes = augment_batch(self.images[pick], self.boxes[pick], rng,
                                       **self.augment_kwargs)

@@ -127,3 +127,30 @@ def test_augmented_batches_is_deterministic_and_encodes():
     assert not np.array_equal(data[0][0], x)
     with pytest.raises(IndexError):
         data[3]
+    # The next epoch brings new batches (Keras calls on_epoch_end).
+    first = data[0][0]
+    data.on_epoch_end()
+    assert not np.array_equal(data[0][0], first)
+
+
+def test_augmented_batches_epochs_in_fit():
+    import keras
+
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 255, size=(8, 32, 32, 3), dtype=np.uint8)
+    boxes = np.tile(np.array([[[4, 4, 20, 20]]], np.float32), (8, 1, 1))
+    seen = []
+
+    def encode(x, y, b):
+        seen.append(x.sum())
+        return x.astype(np.float32) / 255.0, y[:, 0].astype(np.int32)
+
+    data = augment.AugmentedBatches(images, np.zeros((8, 1), np.int32), boxes, encode,
+                                    batch_size=4, steps=2, seed=0, crop_size=32,
+                                    scale_range=(32, 40))
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(2)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(data, epochs=3, verbose=0)
+    # (Keras may call on_epoch_end once more, e.g. after peeking at the first batch.)
+    assert data.epoch >= 3 and len(set(seen)) == len(seen) >= 6

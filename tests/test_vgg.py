@@ -206,3 +206,30 @@ def test_localisation_errors_ilsvrc_rule():
     cls_err, loc_err = V.localisation_errors([1, 1, 1, 2], pred_boxes, [1, 1, 1, 1], true_boxes)
     assert cls_err == 0.25
     assert loc_err == 0.5  # sample 1: IoU < 0.5; sample 3: wrong class
+
+
+def test_fc_initializer_and_preprocess():
+    model = V.build_vgg("A", input_shape=(32, 32, 3), num_classes=2, base_width=4, fc_units=4,
+                        box_head=True, kernel_initializer="zeros", fc_initializer="ones")
+    assert not model.get_layer("block5_conv2").get_weights()[0].any()
+    for name in ("fc1", "fc2", "predictions", "boxes"):
+        assert np.all(model.get_layer(name).get_weights()[0] == 1.0)
+    np.testing.assert_allclose(V.preprocess(np.array([[0, 127.5, 255]], np.uint8)),
+                               [[-0.5, 0.0, 0.5]], atol=0.003)
+    np.testing.assert_allclose(V.preprocess(np.full((1, 3), 10, np.uint8), mean_rgb=[10, 0, 5]),
+                               [[0, 10 / 255, 5 / 255]], rtol=1e-6)
+
+
+def test_compile_localiser_trains_one_step():
+    keras.utils.set_random_seed(2)
+    model = _small("A", dropout=0.5, weight_decay=5e-4)
+    V.compile_localiser(model, learning_rate=0.01)
+    x = np.random.default_rng(0).normal(size=(4, 64, 64, 3)).astype(np.float32)
+    targets = V.localisation_targets(np.array([0, 1, 2, 0]),
+                                     np.array([[8, 8, 40, 40]] * 4, np.float32), 64)
+    logs = model.train_on_batch(x, targets, return_dict=True)
+    assert np.isfinite(logs["loss"]) and "boxes_loss" in logs
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert float(model.optimizer.momentum) == 0.9
+    with pytest.raises(ValueError, match="learning_rate"):
+        V.compile_localiser(model, learning_rate=0.0)

@@ -44,6 +44,7 @@ __all__ = [
     "preprocess",
     "per_class_box_loss",
     "localisation_targets",
+    "compile_localiser",
     "transfer_weights",
     "fully_convolutional",
     "DensePrediction",
@@ -144,7 +145,8 @@ def vgg_block(x, filters: int, num_convs: int, block: int, *, kernel_initializer
 def build_vgg(config="D", *, input_shape=(224, 224, 3), num_classes: int = 1000, base_width: int = 64,
         fc_units: int = 4096, include_top: bool = True, box_head: bool = False,
         dropout: float = 0.0, weight_decay: float = 0.0, kernel_initializer="glorot_uniform",
-        classifier_activation="softmax", name: str | None = None) -> keras.Model:
+        fc_initializer=None, classifier_activation="softmax",
+        name: str | None = None) -> keras.Model:
     """Builds a VGG network from the configuration table.
 
     Args:
@@ -163,8 +165,11 @@ def build_vgg(config="D", *, input_shape=(224, 224, 3), num_classes: int = 1000,
         weight_decay: the paper's weight decay (5e-4). Applied as a ``kernel_regularizer``
             ``L2(weight_decay / 2)`` on every conv and FC kernel, so that the gradient gets
             ``weight_decay * w`` exactly as in Caffe (and before momentum, as in the paper).
-        kernel_initializer: initialiser of every kernel (biases start at 0). Keras's default,
-            Glorot uniform, like keras.applications; the paper used ``RandomNormal(0, 0.01)``.
+        kernel_initializer: initialiser of the conv kernels (biases start at 0). Keras's
+            default, Glorot uniform, like keras.applications; the paper used
+            ``RandomNormal(0, 0.01)``; ``"he_normal"`` keeps the signal's scale through ReLUs.
+        fc_initializer: initialiser of the FC kernels (``fc1``, ``fc2``, ``predictions``,
+            ``boxes``); ``None`` uses ``kernel_initializer``.
         classifier_activation: activation of ``predictions`` (``"softmax"`` or ``None``).
         name: model name (default ``vgg{depth}``).
 
@@ -193,13 +198,15 @@ def build_vgg(config="D", *, input_shape=(224, 224, 3), num_classes: int = 1000,
     if num_classes < 1 or fc_units < 1:
         raise ValueError(f"num_classes={num_classes!r} and fc_units={fc_units!r} must be >= 1.")
     regularizer = keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
-    dense_kwargs = dict(kernel_initializer=kernel_initializer, kernel_regularizer=regularizer)
+    conv_kwargs = dict(kernel_initializer=kernel_initializer, kernel_regularizer=regularizer)
+    dense_kwargs = dict(kernel_initializer=fc_initializer or kernel_initializer,
+                        kernel_regularizer=regularizer)
 
     inputs = keras.Input(shape=tuple(input_shape), name="input_layer")
     x = inputs
     for block, (num_convs, filters) in enumerate(zip(VGG_CONFIGS[letter],
                                                      _block_widths(base_width)), start=1):
-        x = vgg_block(x, filters, num_convs, block, **dense_kwargs)
+        x = vgg_block(x, filters, num_convs, block, **conv_kwargs)
     name = name or f"vgg{depth}"
     if not include_top:
         return keras.Model(inputs, x, name=name)
@@ -309,6 +316,31 @@ def localisation_targets(labels, boxes, image_size: int) -> dict:
         "predictions": labels.astype(np.int32),
         "boxes": np.concatenate([labels[:, None].astype(np.float32), params], axis=1),
     }
+
+
+def compile_localiser(model: keras.Model, *, learning_rate: float = 0.01, momentum: float = 0.9,
+                      box_loss_weight: float = 1.0) -> keras.Model:
+    """Compiles a ``build_vgg(..., box_head=True)`` model with the paper's optimiser.
+
+    Mini-batch SGD with momentum 0.9; the loss is the soft-max cross-entropy (multinomial
+    logistic regression) plus ``box_loss_weight`` times ``per_class_box_loss``; weight decay
+    and dropout are part of the model (``build_vgg(weight_decay=..., dropout=...)``).
+
+    Returns:
+        The same model, compiled (metric: classification accuracy).
+    """
+    if learning_rate <= 0 or not 0 <= momentum < 1 or box_loss_weight < 0:
+        raise ValueError(
+            f"learning_rate={learning_rate!r} must be > 0, momentum={momentum!r} in [0, 1) and "
+            f"box_loss_weight={box_loss_weight!r} >= 0."
+        )
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum),
+        loss={"predictions": "sparse_categorical_crossentropy", "boxes": per_class_box_loss},
+        loss_weights={"predictions": 1.0, "boxes": box_loss_weight},
+        metrics={"predictions": "accuracy"},
+    )
+    return model
 
 
 def transfer_weights(source: keras.Model, target: keras.Model, layer_names=None) -> list[str]:
@@ -436,7 +468,7 @@ class DensePrediction:
 
     Attributes:
         labels: ``(N,)`` predicted class (argmax of ``scores``).
-        scores: ``(N, C)`` class posteriors averaged over locations, scales and flips.
+        scores: ``(N, C)`` class posteriors averaged over locations, then flips, then scales.
         boxes: ``(N, 4)`` merged xyxy box of the predicted class, in input-image pixels.
         box_scores: ``(N,)`` the classifier's score of the predicted class (``scores[labels]``).
         score_maps: ``{scale: (N, rows, cols, C)}`` the posterior maps (unflipped pass).
@@ -466,8 +498,10 @@ def dense_predict(fcn: keras.Model, images, *, window: int, scales=(64,), flip: 
     For every test scale ``Q`` the (square) images are rescaled to ``Q x Q`` and the fully
     convolutional net ``fcn`` is applied once: location ``(i, j)`` of its output map sees the
     window ``[32 j, 32 i, 32 j + window, 32 i + window]`` of the rescaled image. With
-    ``flip`` the mirrored images are processed too. Classification: the class posteriors are
-    averaged over all locations, scales and flips; the predicted class is their argmax.
+    ``flip`` the mirrored images are processed too. Classification, as in the paper: the class
+    score map is averaged over its locations, then over the two flips, then over the scales
+    (each scale weighs the same whatever its number of locations); the predicted class is the
+    argmax.
     Localisation: every location predicts a box for the predicted class relative to its window
     (decoded with ``geometry.decode_window_boxes``, un-flipped, divided by the scale); the box
     with the highest posterior for that class is merged with every box that overlaps it with
@@ -493,13 +527,20 @@ def dense_predict(fcn: keras.Model, images, *, window: int, scales=(64,), flip: 
         if q % _TOTAL_STRIDE or q < window:
             raise ValueError(f"scales: {q} must be a multiple of 32 and >= window={window}.")
     size = images.shape[1]
-    all_probs, all_boxes, score_maps = [], [], {}
+    all_probs, all_boxes, score_maps, scale_scores = [], [], {}, []
     for q in scales:
+        flip_scores = []
         rescaled = preprocess(_resize(images, q), mean_rgb)
-        for flipped in ((False, True) if flip else (False,)):
-            x = rescaled[:, :, ::-1] if flipped else rescaled
-            out = fcn.predict(x, batch_size=batch_size, verbose=0)
-            probs, params = np.asarray(out["predictions"]), np.asarray(out["boxes"])
+        passes = (False, True) if flip else (False,)
+        batch = np.concatenate([rescaled[:, :, ::-1] if f else rescaled for f in passes])
+        # Direct calls (no ``predict``): one eager pass per chunk, no retracing per input size.
+        outputs = [fcn(batch[i:i + batch_size], training=False)
+                   for i in range(0, len(batch), batch_size)]
+        all_pred = np.concatenate([keras.ops.convert_to_numpy(o["predictions"]) for o in outputs])
+        all_box = np.concatenate([keras.ops.convert_to_numpy(o["boxes"]) for o in outputs])
+        for k, flipped in enumerate(passes):
+            probs = all_pred[k * len(images):(k + 1) * len(images)]
+            params = all_box[k * len(images):(k + 1) * len(images)]
             n, rows, cols, num_classes = probs.shape
             if not flipped:
                 score_maps[q] = probs
@@ -513,11 +554,13 @@ def dense_predict(fcn: keras.Model, images, *, window: int, scales=(64,), flip: 
                 boxes = np.stack([q - boxes[..., 2], boxes[..., 1],
                                   q - boxes[..., 0], boxes[..., 3]], axis=-1)
             boxes = boxes * np.float32(size / q)
+            flip_scores.append(probs.mean(axis=(1, 2)))
             all_probs.append(probs.reshape(n, rows * cols, num_classes))
             all_boxes.append(boxes.reshape(n, rows * cols, num_classes, 4))
+        scale_scores.append(np.mean(flip_scores, axis=0))
     probs = np.concatenate(all_probs, axis=1)       # (N, L, C)
     boxes = np.concatenate(all_boxes, axis=1)       # (N, L, C, 4)
-    scores = probs.mean(axis=1)
+    scores = np.mean(scale_scores, axis=0)
     labels = scores.argmax(axis=1)
     index = np.arange(len(images))
     cand = boxes[index, :, labels]                  # (N, L, 4)
