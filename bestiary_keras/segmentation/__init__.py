@@ -23,6 +23,14 @@ from bestiary_keras.segmentation.metrics import (
     matched_fraction,
     mean_iou,
 )
+from bestiary_keras.segmentation.refinenet import (
+    chained_residual_pooling,
+    multi_resolution_fusion,
+    refine_block,
+    refinenet,
+    residual_conv_unit,
+    residual_encoder,
+)
 from bestiary_keras.segmentation.tiling import TileLayout, predict_tiled, tile_layout
 from bestiary_keras.segmentation.unet import (
     count_conv_layers,
