@@ -250,6 +250,18 @@ def sample_correspondences(rng: np.random.Generator, names=TRAIN_PHOTOS, *,
     return Correspondences(**{k: np.concatenate(v) for k, v in fields.items()})
 
 
+def _partners_in_group(corr, rng) -> np.ndarray:
+    """For every correspondence, the index of another one of the same view pair (``group``),
+    at a random non-zero shift within its group; itself in a group of one."""
+    partner = np.arange(len(corr))
+    for g in np.unique(corr.group):
+        members = np.flatnonzero(corr.group == g)
+        if members.size > 1:
+            shift = rng.integers(1, members.size, members.size)
+            partner[members] = members[(np.arange(members.size) + shift) % members.size]
+    return partner
+
+
 def make_patch_pairs(corr: Correspondences, rng: np.random.Generator,
                      positive_fraction: float = 0.5):
     """Matching and non-matching patch pairs from correspondences.
@@ -264,12 +276,7 @@ def make_patch_pairs(corr: Correspondences, rng: np.random.Generator,
     """
     n = len(corr)
     labels = (rng.random(n) < positive_fraction).astype(np.float32)
-    partner = np.arange(n)
-    for g in np.unique(corr.group):
-        members = np.flatnonzero(corr.group == g)
-        if members.size > 1:
-            shift = rng.integers(1, members.size, members.size)
-            partner[members] = members[(np.arange(members.size) + shift) % members.size]
+    partner = _partners_in_group(corr, rng)
     negative = (labels == 0) & (corr.point_id[partner] != corr.point_id)
     labels[(labels == 0) & ~negative] = 1  # a group of one point: no negative available
     second = np.where(negative, partner, np.arange(n))
@@ -316,16 +323,9 @@ def make_quadruplets(corr: Correspondences, rng: np.random.Generator, names=TRAI
     Returns:
         float32 ``(K, 4, S, S)`` with ``P1..P4`` along axis 1.
     """
-    from bestiary_keras.metric_learning.evaluation import project_points  # noqa: F401
-
     n = len(corr)
     size = corr.patches_1.shape[1]
-    partner = np.arange(n)
-    for g in np.unique(corr.group):
-        members = np.flatnonzero(corr.group == g)
-        if members.size > 1:
-            shift = rng.integers(1, members.size, members.size)
-            partner[members] = members[(np.arange(members.size) + shift) % members.size]
+    partner = _partners_in_group(corr, rng)
     p4 = np.empty_like(corr.patches_1)
     for photo_index in np.unique(corr.photo):
         rows = np.flatnonzero(corr.photo == photo_index)
