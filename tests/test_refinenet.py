@@ -105,6 +105,8 @@ def test_refinenet_builder():
     x = np.random.default_rng(0).random((2, 48, 48, 3)).astype(np.float32)
     out = keras.ops.convert_to_numpy(model(x))
     np.testing.assert_allclose(out.sum(-1), 1.0, rtol=1e-5)
+    # The classifier starts at zero: before training every pixel gets uniform probabilities.
+    np.testing.assert_allclose(out, 1.0 / 5, rtol=1e-5)
     with_bn = refinenet((32, 32, 3), 3, encoder_filters=(8, 8, 8, 8), refine_filters=(8,) * 4,
                         batch_norm=True)
     assert any("rcu1_bn1" in layer.name for layer in with_bn.layers)

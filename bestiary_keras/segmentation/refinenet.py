@@ -168,7 +168,7 @@ def refinenet(
 
     ``RefineNet-4`` refines the coarsest encoder map alone, ``RefineNet-3`` fuses its output with
     the next finer encoder map, and so on; the finest block's output goes through two more RCUs
-    and a 1x1 classifier, and is upsampled bilinearly by ``stem_stride`` to the input size.
+    and a 1x1 classifier (initialised to zero), and is upsampled bilinearly by ``stem_stride`` to the input size.
 
     Args:
         input_shape: (height, width, channels); height and width divisible by
@@ -204,7 +204,9 @@ def refinenet(
                          batch_norm=batch_norm, name=f"refine{level}")
     for j in (1, 2):
         x = residual_conv_unit(x, refine_filters[0], batch_norm=batch_norm, name=f"head_rcu{j}")
-    x = layers.Conv2D(num_classes, 1, name="classifier")(x)
+    # Zero-initialised classifier: the logits start at 0 (uniform probabilities) instead of the
+    # large spread that the unnormalised residual and fusion sums give; trains much faster.
+    x = layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name="classifier")(x)
     if stem_stride > 1:
         x = layers.UpSampling2D(stem_stride, interpolation="bilinear", name="upsample")(x)
     if output_activation is not None:
