@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -24,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bestiary_keras import runtime
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 # The lecture's sections, numbered as the notebooks are (notebooks/NN_name.ipynb).
 SECTIONS: dict[str, str] = {
@@ -182,7 +185,8 @@ def run_notebook(path: Path, out_dir: Path, *, profile: str, seed: int, timeout:
         result.status = "passed"
     except (CellExecutionError, CellTimeoutError, DeadKernelError, RuntimeError) as exc:
         result.status = "failed"
-        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+        text = _ANSI_ESCAPE.sub("", str(exc))  # tracebacks carry terminal colours
+        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
         result.error = lines[-1][:300] if lines else type(exc).__name__
     finally:
         result.seconds = round(time.perf_counter() - start, 1)

@@ -57,6 +57,7 @@ def test_run_collects_metrics_and_failures(tmp_path, capsys):
     assert [m["name"] for m in good["metrics"]] == ["accuracy", "loss"]
     assert good["metrics"][0]["value"] == 0.75 and good["metrics"][0]["passed"] is True
     assert "this notebook stopped learning" in bad["error"]
+    assert "\x1b" not in bad["error"]  # no terminal colour codes in the summary
     assert good["seconds"] > 0
     assert good["peak_memory_mb"] > 10  # the kernel process was sampled
     table = (results_dir / "ci" / "summary.md").read_text()
