@@ -538,16 +538,17 @@ def dense_predict(fcn: keras.Model, images, *, window: int, scales=(64,), flip: 
                    for i in range(0, len(batch), batch_size)]
         all_pred = np.concatenate([keras.ops.convert_to_numpy(o["predictions"]) for o in outputs])
         all_box = np.concatenate([keras.ops.convert_to_numpy(o["boxes"]) for o in outputs])
+        rows, cols, num_classes = all_pred.shape[1:]
+        ii, jj = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        x0 = (_TOTAL_STRIDE * jj).astype(np.float32)
+        y0 = (_TOTAL_STRIDE * ii).astype(np.float32)
+        windows = np.stack([x0, y0, x0 + window, y0 + window], axis=-1)  # (rows, cols, 4)
+        n = len(images)
         for k, flipped in enumerate(passes):
-            probs = all_pred[k * len(images):(k + 1) * len(images)]
-            params = all_box[k * len(images):(k + 1) * len(images)]
-            n, rows, cols, num_classes = probs.shape
+            probs = all_pred[k * n:(k + 1) * n]
+            params = all_box[k * n:(k + 1) * n]
             if not flipped:
                 score_maps[q] = probs
-            ii, jj = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-            x0 = (_TOTAL_STRIDE * jj).astype(np.float32)
-            y0 = (_TOTAL_STRIDE * ii).astype(np.float32)
-            windows = np.stack([x0, y0, x0 + window, y0 + window], axis=-1)  # (rows, cols, 4)
             boxes = geometry.decode_window_boxes(
                 params.reshape(n, rows, cols, num_classes, 4), windows[:, :, None, :])
             if flipped:
