@@ -87,6 +87,20 @@ def test_small_resnet_runs_at_32x32():
     assert rn.resnet_v1(18, width=8, use_bias=False).count_params() < 11_689_512 / 40
 
 
+def test_kernel_initializer_reaches_every_kernel_and_keeps_the_count():
+    kwargs = dict(input_shape=(32, 32, 3), width=4, classes=3)
+    for depth in (18, 50):
+        zero = rn.resnet_v1(depth, kernel_initializer="zeros", **kwargs)
+        assert zero.count_params() == rn.resnet_v1(depth, **kwargs).count_params()
+        kernels = [w for w in zero.weights if w.path.endswith("kernel")]
+        # stem + every block's convolutions + projections + the dense top.
+        assert len(kernels) == rn.count_weighted_layers(zero)
+        assert all(not np.any(keras.ops.convert_to_numpy(w)) for w in kernels)
+    default = rn.resnet_v1(18, **kwargs)
+    assert all(np.any(keras.ops.convert_to_numpy(w)) for w in default.weights
+               if w.path.endswith("kernel"))
+
+
 def test_bad_arguments_raise_value_errors():
     with pytest.raises(ValueError, match="width"):
         rn.resnet_v1(18, width=0)

@@ -164,7 +164,10 @@ def simple_resnet_block(input_data, filters, conv_size, *, zero_init_residual=Fa
     return x
 
 
-def _shortcut(x, out_channels, stride, shortcut, use_bias, name, bn_momentum=0.99):
+def _shortcut(
+    x, out_channels, stride, shortcut, use_bias, name, bn_momentum=0.99,
+    kernel_initializer="glorot_uniform",
+):
     """The shortcut branch of a block: identity, 1x1 projection + BN, or zero padding."""
     if shortcut not in SHORTCUTS:
         raise ValueError(f"shortcut must be one of {SHORTCUTS}; got {shortcut!r}.")
@@ -181,18 +184,27 @@ def _shortcut(x, out_channels, stride, shortcut, use_bias, name, bn_momentum=0.9
         return x
     if shortcut == "zero_pad":
         return ZeroPadShortcut(out_channels, stride, name=f"{name}_0_pad")(x)
-    x = layers.Conv2D(out_channels, 1, strides=stride, use_bias=use_bias, name=f"{name}_0_conv")(x)
+    x = layers.Conv2D(
+        out_channels, 1, strides=stride, use_bias=use_bias,
+        kernel_initializer=kernel_initializer, name=f"{name}_0_conv",
+    )(x)
     return layers.BatchNormalization(
         axis=_bn_axis(), epsilon=BN_EPSILON, momentum=bn_momentum, name=f"{name}_0_bn"
     )(x)
 
 
-def _conv3x3(x, filters, stride, use_bias, name):
+def _conv3x3(x, filters, stride, use_bias, name, kernel_initializer="glorot_uniform"):
     """A 3x3 convolution; with a stride, explicit symmetric padding as in the paper's nets."""
     if stride == 1:
-        return layers.Conv2D(filters, 3, padding="same", use_bias=use_bias, name=f"{name}_conv")(x)
+        return layers.Conv2D(
+            filters, 3, padding="same", use_bias=use_bias,
+            kernel_initializer=kernel_initializer, name=f"{name}_conv",
+        )(x)
     x = layers.ZeroPadding2D(padding=1, name=f"{name}_pad")(x)
-    return layers.Conv2D(filters, 3, strides=stride, use_bias=use_bias, name=f"{name}_conv")(x)
+    return layers.Conv2D(
+        filters, 3, strides=stride, use_bias=use_bias,
+        kernel_initializer=kernel_initializer, name=f"{name}_conv",
+    )(x)
 
 
 def basic_block_v1(
@@ -205,6 +217,7 @@ def basic_block_v1(
     use_bias=True,
     zero_init_residual=False,
     bn_momentum=0.99,
+    kernel_initializer="glorot_uniform",
     name=None,
 ):
     """The basic residual block of ResNet-18/34 and of the CIFAR nets (two 3x3 convolutions).
@@ -226,6 +239,8 @@ def basic_block_v1(
         zero_init_residual: initialise the last BN's gamma at zero so that the block starts
             as ``ReLU(shortcut(x))``: the identity on non-negative (post-ReLU) inputs.
         bn_momentum: momentum of the BN moving statistics (Keras: 0.99; 0.9 suits short runs).
+        kernel_initializer: initialiser of the convolution kernels (Keras default
+            ``"glorot_uniform"``; ``"zeros"`` builds large nets fast when only counting).
         name: block label, e.g. ``"conv2_block1"``; layers are ``{name}_1_conv`` etc.
 
     Returns:
@@ -234,15 +249,17 @@ def basic_block_v1(
     _check_name(name, "basic_block_v1")
     bn_axis = _bn_axis()
     if residual:
-        short = _shortcut(x, filters, stride, shortcut, use_bias, name, bn_momentum)
+        short = _shortcut(
+            x, filters, stride, shortcut, use_bias, name, bn_momentum, kernel_initializer
+        )
 
-    x = _conv3x3(x, filters, stride, use_bias, f"{name}_1")
+    x = _conv3x3(x, filters, stride, use_bias, f"{name}_1", kernel_initializer)
     x = layers.BatchNormalization(
         axis=bn_axis, epsilon=BN_EPSILON, momentum=bn_momentum, name=f"{name}_1_bn"
     )(x)
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
 
-    x = _conv3x3(x, filters, 1, use_bias, f"{name}_2")
+    x = _conv3x3(x, filters, 1, use_bias, f"{name}_2", kernel_initializer)
     x = layers.BatchNormalization(
         axis=bn_axis,
         epsilon=BN_EPSILON,
@@ -266,6 +283,7 @@ def residual_block_v1(
     use_bias=True,
     zero_init_residual=False,
     bn_momentum=0.99,
+    kernel_initializer="glorot_uniform",
     name=None,
 ):
     """The bottleneck block of ResNet-50/101/152, as ``keras.applications`` builds it (v1).
@@ -284,6 +302,8 @@ def residual_block_v1(
         zero_init_residual: initialise the last BN's gamma at zero (the block starts as
             ``ReLU(shortcut(x))``).
         bn_momentum: momentum of the BN moving statistics.
+        kernel_initializer: initialiser of the convolution kernels (Keras default
+            ``"glorot_uniform"``; ``"zeros"`` builds large nets fast when only counting).
         name: block label, e.g. ``"conv2_block1"``.
 
     Returns:
@@ -293,24 +313,31 @@ def residual_block_v1(
     bn_axis = _bn_axis()
     shortcut = _shortcut(
         x, 4 * filters, stride, "projection" if conv_shortcut else "identity", use_bias, name,
-        bn_momentum,
+        bn_momentum, kernel_initializer,
     )
 
-    x = layers.Conv2D(filters, 1, strides=stride, use_bias=use_bias, name=f"{name}_1_conv")(x)
+    x = layers.Conv2D(
+        filters, 1, strides=stride, use_bias=use_bias,
+        kernel_initializer=kernel_initializer, name=f"{name}_1_conv",
+    )(x)
     x = layers.BatchNormalization(
         axis=bn_axis, epsilon=BN_EPSILON, momentum=bn_momentum, name=f"{name}_1_bn"
     )(x)
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
 
     x = layers.Conv2D(
-        filters, kernel_size, padding="same", use_bias=use_bias, name=f"{name}_2_conv"
+        filters, kernel_size, padding="same", use_bias=use_bias,
+        kernel_initializer=kernel_initializer, name=f"{name}_2_conv",
     )(x)
     x = layers.BatchNormalization(
         axis=bn_axis, epsilon=BN_EPSILON, momentum=bn_momentum, name=f"{name}_2_bn"
     )(x)
     x = layers.Activation("relu", name=f"{name}_2_relu")(x)
 
-    x = layers.Conv2D(4 * filters, 1, use_bias=use_bias, name=f"{name}_3_conv")(x)
+    x = layers.Conv2D(
+        4 * filters, 1, use_bias=use_bias, kernel_initializer=kernel_initializer,
+        name=f"{name}_3_conv",
+    )(x)
     x = layers.BatchNormalization(
         axis=bn_axis,
         epsilon=BN_EPSILON,
@@ -335,6 +362,7 @@ def stack_residual_blocks(
     use_bias=True,
     zero_init_residual=False,
     bn_momentum=0.99,
+    kernel_initializer="glorot_uniform",
     name=None,
 ):
     """One stage: ``blocks`` residual blocks, the first one with stride ``stride1``.
@@ -352,6 +380,8 @@ def stack_residual_blocks(
         use_bias: biases in the convolutions.
         zero_init_residual: zero gamma in the last BN of every block.
         bn_momentum: momentum of the BN moving statistics.
+        kernel_initializer: initialiser of the convolution kernels (Keras default
+            ``"glorot_uniform"``; ``"zeros"`` builds large nets fast when only counting).
         name: stage label, e.g. ``"conv2"``; blocks are ``{name}_block1`` ...
 
     Returns:
@@ -376,6 +406,7 @@ def stack_residual_blocks(
                 use_bias=use_bias,
                 zero_init_residual=zero_init_residual,
                 bn_momentum=bn_momentum,
+                kernel_initializer=kernel_initializer,
                 name=f"{name}_block{i}",
             )
         else:
@@ -387,15 +418,21 @@ def stack_residual_blocks(
                 use_bias=use_bias,
                 zero_init_residual=zero_init_residual,
                 bn_momentum=bn_momentum,
+                kernel_initializer=kernel_initializer,
                 name=f"{name}_block{i}",
             )
     return x
 
 
-def _classifier_head(x, include_top, pooling, classes, classifier_activation):
+def _classifier_head(
+    x, include_top, pooling, classes, classifier_activation, kernel_initializer="glorot_uniform"
+):
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        return layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        return layers.Dense(
+            classes, activation=classifier_activation, kernel_initializer=kernel_initializer,
+            name="predictions",
+        )(x)
     if pooling == "avg":
         return layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if pooling == "max":
@@ -418,6 +455,7 @@ def resnet_v1(
     classifier_activation="softmax",
     zero_init_residual=False,
     bn_momentum=0.99,
+    kernel_initializer="glorot_uniform",
     name=None,
 ):
     """ResNet-18/34/50/101/152 (paper's table 1) in the ``keras.applications`` v1 layout.
@@ -442,6 +480,8 @@ def resnet_v1(
         classifier_activation: activation of the top layer (``None`` for logits).
         zero_init_residual: zero gamma in the last BN of every residual branch.
         bn_momentum: momentum of the BN moving statistics (0.99 as in Keras).
+        kernel_initializer: initialiser of the convolution kernels (Keras default
+            ``"glorot_uniform"``; ``"zeros"`` builds large nets fast when only counting).
         name: model name (default ``"resnet{depth}"``).
 
     Returns:
@@ -462,9 +502,15 @@ def resnet_v1(
     inputs = keras.Input(shape=input_shape, name="input")
     if stem == "imagenet":
         x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(inputs)
-        x = layers.Conv2D(width, 7, strides=2, use_bias=use_bias, name="conv1_conv")(x)
+        x = layers.Conv2D(
+            width, 7, strides=2, use_bias=use_bias, kernel_initializer=kernel_initializer,
+            name="conv1_conv",
+        )(x)
     else:
-        x = layers.Conv2D(width, 3, padding="same", use_bias=use_bias, name="conv1_conv")(inputs)
+        x = layers.Conv2D(
+            width, 3, padding="same", use_bias=use_bias,
+            kernel_initializer=kernel_initializer, name="conv1_conv",
+        )(inputs)
     x = layers.BatchNormalization(
         axis=bn_axis, epsilon=BN_EPSILON, momentum=bn_momentum, name="conv1_bn"
     )(x)
@@ -483,10 +529,13 @@ def resnet_v1(
             use_bias=use_bias,
             zero_init_residual=zero_init_residual,
             bn_momentum=bn_momentum,
+            kernel_initializer=kernel_initializer,
             name=f"conv{stage + 2}",
         )
 
-    x = _classifier_head(x, include_top, pooling, classes, classifier_activation)
+    x = _classifier_head(
+        x, include_top, pooling, classes, classifier_activation, kernel_initializer
+    )
     return keras.Model(inputs, x, name=name or f"resnet{depth}")
 
 
