@@ -27,8 +27,27 @@ __all__ = [
 ]
 
 
+def _seed_c_rand(seed: int) -> bool:
+    """Seeds the C library's ``rand()``, which OpenCV's selective search ranks regions with.
+
+    Returns ``False`` where the C library cannot be reached (the order then depends on the calls
+    made before in the process).
+    """
+    import ctypes
+    import ctypes.util
+
+    for name in (None, ctypes.util.find_library("c"), "msvcrt"):
+        try:
+            ctypes.CDLL(name).srand(ctypes.c_uint(int(seed) & 0xFFFFFFFF))
+            return True
+        except (OSError, AttributeError, TypeError):
+            continue
+    return False
+
+
 def selective_search(image, *, mode: str = "fast", base_k: int = 50, inc_k: int = 50,
-                     sigma: float = 0.8, min_size: float = 4.0, max_proposals: int | None = None):
+                     sigma: float = 0.8, min_size: float = 4.0, max_proposals: int | None = None,
+                     seed: int | None = 0):
     """Selective-search proposals of one image, in the order OpenCV ranks them.
 
     Args:
@@ -40,6 +59,11 @@ def selective_search(image, *, mode: str = "fast", base_k: int = 50, inc_k: int 
             our 64x64 scenes need finer segments (50).
         min_size: boxes narrower or lower than this many pixels are dropped.
         max_proposals: keep at most this many (None: all).
+        seed: the ranking is pseudo-random, as in the paper (each region's hierarchy level
+            times a random number, so that the strategies' lists interleave); OpenCV draws it
+            from the C library's ``rand()``, shared by the whole process. Seeding it before each
+            image makes the order depend on the image alone, not on how many images came
+            before (``None`` leaves it alone).
 
     Returns:
         float32 ``(P, 4)`` xyxy boxes in pixels (duplicates removed).
@@ -61,6 +85,8 @@ def selective_search(image, *, mode: str = "fast", base_k: int = 50, inc_k: int 
         search.switchToSingleStrategy(int(base_k), float(sigma))
     else:
         raise ValueError(f"mode must be 'fast', 'quality' or 'single', got {mode!r}.")
+    if seed is not None:
+        _seed_c_rand(seed)
     rects = np.asarray(search.process(), np.float32).reshape(-1, 4)  # x, y, w, h
     boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
     keep = (rects[:, 2] >= min_size) & (rects[:, 3] >= min_size)
@@ -95,7 +121,7 @@ def scene_proposals(scenes, *, cache: bool = True, verbose: bool = True, **setti
         loaded from the cache) as ``(proposals, seconds)``.
     """
     settings = {"mode": "fast", "base_k": 50, "inc_k": 50, "sigma": 0.8, "min_size": 4.0,
-                "max_proposals": None, **settings}
+                "max_proposals": None, "seed": 0, **settings}
     path = _cache_path(scenes, settings) if cache else None
     if path is not None and path.exists():
         try:
