@@ -39,6 +39,24 @@ class StepHistory(keras.callbacks.Callback):
         self.seconds += time.perf_counter() - self._t0
 
 
+def build_optimizer(model):
+    """Creates the compiled model's optimizer variables now, eagerly, before ``fit``.
+
+    Otherwise Keras creates them (two per weight for Adam) while it traces the first training
+    step, where creating a variable is slow: RefineNet's first ``fit`` call took 21.6 s
+    without this and 10.7 s with it on the 2-core CPU. Call it after ``compile`` and after
+    any change of which layers are trainable, right before training.
+
+    Returns:
+        ``model``.
+    """
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError(f"Model {model.name!r} has no optimizer: call compile() first.")
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return model
+
+
 def plot_curves(histories: dict, metric: str = "loss", *, ax=None, title: str | None = None,
                 xlabel: str = "step", logy: bool = False, smooth: int = 1):
     """Plots one metric of several runs on one axis: ``{"label": history_or_dict, ...}``.

@@ -1,0 +1,48 @@
+"""The per-step training history (``StepHistory``)."""
+
+import keras
+import numpy as np
+import pytest
+
+from bestiary_keras.training import StepHistory
+
+
+class _SyncRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.losses = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.losses.append(float(logs["loss"]))
+
+
+def _fit(callback):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
+    model.fit(x, x.sum(axis=1), batch_size=4, epochs=3, shuffle=False, verbose=0,
+              callbacks=[callback])
+
+
+def test_step_history_matches_a_synchronous_recorder():
+    history, recorder = StepHistory(), _SyncRecorder()
+    _fit(history)
+    _fit(recorder)
+    assert len(history.history["loss"]) == 30
+    np.testing.assert_allclose(history.history["loss"], recorder.losses, rtol=1e-6)
+
+
+def test_build_optimizer_creates_the_slots_before_fit():
+    from bestiary_keras.training import build_optimizer
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="compile"):
+        build_optimizer(model)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    assert build_optimizer(model) is model and model.optimizer.built
+    # Adam: iteration count and learning rate, then a first and a second moment per weight
+    slots = [v for v in model.optimizer.variables if v.shape != ()]
+    assert len(slots) == 2 * len(model.trainable_variables)
+    model.fit(np.ones((4, 3)), np.ones(4), verbose=0)  # the slots built here are the ones used
+    assert int(model.optimizer.iterations.numpy()) == 1
