@@ -52,7 +52,8 @@ def build_optimizer(model):
     """
     if getattr(model, "optimizer", None) is None:
         raise ValueError(f"Model {model.name!r} has no optimizer: call compile() first.")
-    if not model.optimizer.built:
+    # a subclassed model that has not been called yet has no variables: leave it to Keras
+    if not model.optimizer.built and model.trainable_variables:
         model.optimizer.build(model.trainable_variables)
     return model
 

@@ -777,6 +777,9 @@ def train_for_steps(model, images, labels, *, steps, batch_size, seed=0, progres
         NumPy array of the training loss of each step (of the batch, before the update's
         effect: the loss that step's gradient was computed from).
     """
+    from bestiary_keras.training import build_optimizer
+
+    build_optimizer(model)  # optimizer variables now, not while tracing the first step
     order = batch_order(len(images), batch_size, steps, seed)
     losses = np.empty(steps, dtype=np.float64)
     for step, idx in enumerate(order):

@@ -340,7 +340,9 @@ def compile_localiser(model: keras.Model, *, learning_rate: float = 0.01, moment
         loss_weights={"predictions": 1.0, "boxes": box_loss_weight},
         metrics={"predictions": "accuracy"},
     )
-    return model
+    from bestiary_keras.training import build_optimizer
+
+    return build_optimizer(model)  # momentum buffers now, not while tracing the first step
 
 
 def transfer_weights(source: keras.Model, target: keras.Model, layer_names=None) -> list[str]:
