@@ -236,3 +236,5 @@ def test_detection_dataset_flips_images_boxes_and_proposals_together():
         assert batch["images"].dtype == "float32" and batch["labels"].dtype == "int32"
         seen.add(bool(left))
     assert seen == {True, False}  # both orientations occur
+    # no tf.data autotuner: it left fit idle for about 30 s after the last step in a kernel
+    assert ds.options().autotune.enabled is False

@@ -104,3 +104,15 @@ def test_rcnn_svms_regressors_and_empty_detection():
     images = np.zeros((2, 32, 32, 3), np.uint8)
     dets = detector.detect(images, [np.zeros((0, 4)), np.zeros((0, 4))])  # no proposals
     assert len(dets) == 2 and all(len(d[0]) == 0 for d in dets)
+
+
+def test_region_dataset_keeps_the_foreground_share():
+    images = np.stack([_image(), _image()])
+    boxes = np.array([[12, 10, 40, 30], [44, 40, 60, 60], [0, 0, 20, 20], [30, 0, 60, 20]],
+                     np.float32)
+    ds = R.region_dataset(images, np.array([0, 1, 0, 1]), boxes, np.array([1, 2, 0, 0]),
+                          batch_size=8, foreground_per_batch=2, size=16, seed=0)
+    regions, labels = next(iter(ds))
+    assert regions.shape == (8, 16, 16, 3) and labels.shape == (8,)
+    assert int((labels.numpy() > 0).sum()) == 2  # 2 foreground + 6 background per batch
+    assert ds.options().autotune.enabled is False

@@ -24,6 +24,7 @@ from keras import layers
 
 from bestiary_keras import geometry
 from bestiary_keras.detection import boxes as box_utils
+from bestiary_keras.detection.data import fixed_tf_data_options
 from bestiary_keras.detection.fast_rcnn import backbone
 
 __all__ = [
@@ -212,7 +213,8 @@ def region_dataset(images, image_index, boxes, labels, batch_size: int = 128,
     ds = tf.data.Dataset.zip(stream(fg, foreground_per_batch, seed),
                              stream(bg, batch_size - foreground_per_batch, seed + 1))
     return ds.map(lambda a, b: warp(tf.concat([a, b], 0)),
-                  num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+                  num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE).with_options(
+        fixed_tf_data_options())  # see there: no idle wait after fit
 
 
 class RCNN:
