@@ -28,6 +28,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from bestiary_keras.training import build_optimizer
+
 BN_EPSILON = 1.001e-5
 """The batch-normalisation epsilon of ``keras.applications`` ResNets (kept for equal weights)."""
 
@@ -480,7 +482,7 @@ def resnet_v1(
         classifier_activation: activation of the top layer (``None`` for logits).
         zero_init_residual: zero gamma in the last BN of every residual branch.
         bn_momentum: momentum of the BN moving statistics (0.99 as in Keras).
-        kernel_initializer: initialiser of the convolution kernels (Keras default
+        kernel_initializer: initialiser of the convolution and top-layer kernels (Keras default
             ``"glorot_uniform"``; ``"zeros"`` builds large nets fast when only counting).
         name: model name (default ``"resnet{depth}"``).
 
@@ -777,8 +779,6 @@ def train_for_steps(model, images, labels, *, steps, batch_size, seed=0, progres
         NumPy array of the training loss of each step (of the batch, before the update's
         effect: the loss that step's gradient was computed from).
     """
-    from bestiary_keras.training import build_optimizer
-
     build_optimizer(model)  # optimizer variables now, not while tracing the first step
     order = batch_order(len(images), batch_size, steps, seed)
     losses = np.empty(steps, dtype=np.float64)

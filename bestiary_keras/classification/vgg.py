@@ -28,6 +28,7 @@ import numpy as np
 from keras import layers, ops
 
 from bestiary_keras import geometry
+from bestiary_keras.training import build_optimizer
 
 __all__ = [
     "VGG_CONFIGS",
@@ -340,8 +341,6 @@ def compile_localiser(model: keras.Model, *, learning_rate: float = 0.01, moment
         loss_weights={"predictions": 1.0, "boxes": box_loss_weight},
         metrics={"predictions": "accuracy"},
     )
-    from bestiary_keras.training import build_optimizer
-
     return build_optimizer(model)  # momentum buffers now, not while tracing the first step
 
 
