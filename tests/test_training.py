@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from bestiary_keras.training import StepHistory
+from bestiary_keras.training import StepHistory, build_optimizer
 
 
 class _SyncRecorder(keras.callbacks.Callback):
@@ -34,8 +34,6 @@ def test_step_history_matches_a_synchronous_recorder():
 
 
 def test_build_optimizer_creates_the_slots_before_fit():
-    from bestiary_keras.training import build_optimizer
-
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(1)])
     with pytest.raises(ValueError, match="compile"):
         build_optimizer(model)
