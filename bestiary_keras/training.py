@@ -19,21 +19,39 @@ class StepHistory(keras.callbacks.Callback):
     """Records the training logs after every batch (curves by step, not by epoch).
 
     Profiles fix step counts, so a per-step curve is the honest x axis. ``self.history`` maps each
-    logged metric to a list with one value per step (Keras logs running means within an epoch).
+    logged metric to a list with one value per step.
+
+    Keras logs running means within an epoch. With ``per_batch=False`` (the older notebooks'
+    behaviour) those running means are stored as they come, so a curve falls in steps at epoch
+    boundaries. With ``per_batch=True`` each batch's own value is recovered from consecutive
+    running means, ``v_b = b * m_b - (b - 1) * m_(b-1)`` (``b`` counted from 1 in the epoch),
+    which is exact for the loss and for any metric that is a mean over equal-sized batches
+    (accuracy, MAE), not for ratios such as precision or AUC.
     """
 
-    def __init__(self):
+    def __init__(self, per_batch: bool = False):
         super().__init__()
+        self.per_batch = bool(per_batch)
         self.history: dict[str, list[float]] = {}
         self.seconds = 0.0
         self._t0 = None
+        self._previous: dict[str, float] = {}
 
     def on_train_begin(self, logs=None):
         self._t0 = time.perf_counter()
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._previous = {}
+
     def on_train_batch_end(self, batch, logs=None):
         for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
+            value = float(value)
+            if self.per_batch:
+                count = int(batch) + 1  # Keras numbers the batches of an epoch from 0
+                running = value
+                value = count * running - (count - 1) * self._previous.get(key, 0.0)
+                self._previous[key] = running
+            self.history.setdefault(key, []).append(value)
 
     def on_train_end(self, logs=None):
         self.seconds += time.perf_counter() - self._t0

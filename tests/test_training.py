@@ -44,3 +44,22 @@ def test_build_optimizer_creates_the_slots_before_fit():
     assert len(slots) == 2 * len(model.trainable_variables)
     model.fit(np.ones((4, 3)), np.ones(4), verbose=0)  # the slots built here are the ones used
     assert int(model.optimizer.iterations.numpy()) == 1
+
+
+def test_per_batch_history_recovers_each_batch_loss():
+    # learning rate 0: the weights never move, so each batch's loss can be computed directly
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype("float32")
+    y = (x.sum(axis=1) + rng.normal(size=40) * np.arange(40)).astype("float32")
+    per_batch, running = StepHistory(per_batch=True), StepHistory()
+    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+              callbacks=[per_batch, running])
+    predicted = model.predict(x, verbose=0)[:, 0]
+    by_hand = [float(np.mean((predicted[i:i + 4] - y[i:i + 4]) ** 2)) for i in range(0, 40, 4)]
+    np.testing.assert_allclose(per_batch.history["loss"], by_hand * 2, rtol=1e-4)
+    # the running means are different (they are what per_batch=False stores)
+    assert not np.allclose(running.history["loss"], by_hand * 2, rtol=1e-2)
+    np.testing.assert_allclose(running.history["loss"][9], np.mean(by_hand), rtol=1e-5)

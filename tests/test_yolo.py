@@ -234,7 +234,7 @@ def test_batches_change_size_every_n_batches_and_encode_at_that_size():
     # the same batches, streamed with free spatial dimensions
     streamed = [x.shape[1] for x, _ in batches.dataset().take(12)]
     assert streamed == sizes and batches.size_log[:12] == sizes
-    # a fixed prefetch buffer: tf.data's autotuner doubled the step time here (see data.fixed_tf_data_options)
+    # a fixed prefetch buffer: tf.data's autotuner doubled the step time here (see batching.fixed_tf_data_options)
     assert batches.dataset().options().autotune.enabled is False
     x0, _ = batches[0]
     np.testing.assert_array_equal(x0, batches[0][0])  # deterministic

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bestiary_keras.batching import fixed_tf_data_options
 from bestiary_keras.datasets import make_scenes
 
 __all__ = [
@@ -166,17 +167,3 @@ def detection_dataset(scenes, batch_size: int, *, proposals=None, shuffle: bool 
     ds = ds.batch(int(batch_size), drop_remainder=shuffle).prefetch(tf.data.AUTOTUNE)
     return ds.with_options(fixed_tf_data_options())
 
-
-def fixed_tf_data_options():
-    """``tf.data`` options with the autotuner off (parallel calls and buffers stay as set).
-
-    Measured on the 2-core CPU: inside a Jupyter kernel, ``fit`` on an autotuned pipeline
-    returned about 30 s after its last step, idle (notebook 05: 85 s of training wall time for
-    55 s of steps); with a Python generator (``YoloBatches``) about half of the ``fit`` calls ran
-    every step at 102.5 ms instead of 50 ms. With the autotuner off neither happens.
-    """
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return options

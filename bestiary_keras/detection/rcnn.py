@@ -23,8 +23,8 @@ import numpy as np
 from keras import layers
 
 from bestiary_keras import geometry
+from bestiary_keras.batching import fixed_tf_data_options
 from bestiary_keras.detection import boxes as box_utils
-from bestiary_keras.detection.data import fixed_tf_data_options
 from bestiary_keras.detection.fast_rcnn import backbone
 
 __all__ = [

@@ -36,8 +36,8 @@ import numpy as np
 from keras import layers, ops
 
 from bestiary_keras import geometry
+from bestiary_keras.batching import fixed_tf_data_options
 from bestiary_keras.detection import boxes as box_ops
-from bestiary_keras.detection.data import fixed_tf_data_options
 
 __all__ = [
     "conv_block",

@@ -1,0 +1,148 @@
+"""Seeded, step-indexed batches: the one batching convention of the collection.
+
+Budgets are step counts, never seconds or epochs of a data set whose size changes with the
+profile. Two ideas serve every chapter:
+
+* ``step_indices(num_examples, batch_size, steps, seed)``: the examples of each step, as
+  consecutive shuffled passes over the data (no example repeats before every other one has
+  been seen), fixed by ``seed``.
+* ``SeededBatches``: a ``keras.utils.PyDataset`` whose batch ``i`` of epoch ``e`` depends only
+  on ``(seed, e * steps + i)``. A chapter subclasses it and writes ``make_batch(indices, rng)``
+  (draw the augmentation from ``rng``), so two models trained with the same seed see the same
+  batches in the same order, whatever else ran before.
+
+``fixed_tf_data_options()`` gives the ``tf.data`` options for Python-generated batches on this
+CPU (the autotuner off; measured in notebooks 05 to 07, see its docstring).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import numpy as np
+
+__all__ = ["SeededBatches", "fixed_tf_data_options", "step_indices"]
+
+
+def _check_counts(num_examples, batch_size, steps):
+    for name, value in (("num_examples", num_examples), ("batch_size", batch_size),
+                        ("steps", steps)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
+
+
+@functools.lru_cache(maxsize=8)
+def _permutation(num_examples: int, seed: int, pass_index: int) -> np.ndarray:
+    return np.random.default_rng((seed, pass_index)).permutation(num_examples)
+
+
+def _indices_at(num_examples: int, seed: int, start: int, count: int) -> np.ndarray:
+    """Positions ``start .. start + count - 1`` of the endless sequence of shuffled passes."""
+    positions = np.arange(start, start + count)
+    passes, offsets = np.divmod(positions, num_examples)
+    out = np.empty(count, dtype=np.int64)
+    for pass_index in np.unique(passes):
+        here = passes == pass_index
+        out[here] = _permutation(num_examples, seed, int(pass_index))[offsets[here]]
+    return out
+
+
+def step_indices(num_examples: int, batch_size: int, steps: int, seed: int = 0) -> np.ndarray:
+    """The examples of each of ``steps`` batches: consecutive shuffled passes, fixed by ``seed``.
+
+    ``x[step_indices(len(x), b, s, seed)[i]]`` is batch ``i``. Pass ``p`` over the data is the
+    permutation drawn from ``numpy.random.default_rng((seed, p))``, so the first steps do not
+    depend on how many steps are asked for.
+
+    Args:
+        num_examples: size of the training set.
+        batch_size: examples per step.
+        steps: number of steps.
+        seed: fixes the order.
+
+    Returns:
+        int64 array ``(steps, batch_size)``.
+    """
+    _check_counts(num_examples, batch_size, steps)
+    flat = _indices_at(int(num_examples), int(seed), 0, int(steps) * int(batch_size))
+    return flat.reshape(int(steps), int(batch_size))
+
+
+class SeededBatches(keras.utils.PyDataset):
+    """Base of every chapter's training batches: ``steps`` batches per epoch, fixed by ``seed``.
+
+    Batch ``index`` of epoch ``e`` is global step ``g = e * steps + index``; its examples are
+    positions ``g * batch_size ...`` of ``step_indices``' endless shuffled passes, and its random
+    generator is ``numpy.random.default_rng((seed, g))``. So ``model.fit(batches, epochs=E)``
+    trains on ``E * steps`` fresh batches, and the same seed gives the same batches.
+
+    Subclasses implement ``make_batch(indices, rng)`` and return what ``fit`` expects:
+    ``(x, y)`` or ``(x, y, sample_weight)``::
+
+        class PoseBatches(SeededBatches):
+            def __init__(self, images, maps, **kwargs):
+                super().__init__(len(images), **kwargs)
+                self.images, self.maps = images, maps
+
+            def make_batch(self, indices, rng):
+                return self.images[indices], self.maps[indices]
+
+    Args:
+        num_examples: size of the training set.
+        batch_size: examples per batch.
+        steps: batches per epoch.
+        seed: fixes the order and every random draw.
+        **kwargs: passed to ``keras.utils.PyDataset`` (``workers``, ``use_multiprocessing``).
+    """
+
+    def __init__(self, num_examples: int, *, batch_size: int, steps: int, seed: int = 0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        _check_counts(num_examples, batch_size, steps)
+        self.num_examples, self.batch_size = int(num_examples), int(batch_size)
+        self.steps, self.seed = int(steps), int(seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+    def global_step(self, index: int) -> int:
+        """The step number of batch ``index`` of the current epoch, counted from the start."""
+        if not 0 <= index < self.steps:
+            raise IndexError(f"batch index {index} out of range [0, {self.steps}).")
+        return self.epoch * self.steps + int(index)
+
+    def indices(self, index: int) -> np.ndarray:
+        """The examples of batch ``index`` of the current epoch, int64 ``(batch_size,)``."""
+        start = self.global_step(index) * self.batch_size
+        return _indices_at(self.num_examples, self.seed, start, self.batch_size)
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The random generator of batch ``index`` of the current epoch (augmentation draws)."""
+        return np.random.default_rng((self.seed, self.global_step(index)))
+
+    def make_batch(self, indices: np.ndarray, rng: np.random.Generator):
+        raise NotImplementedError(f"{type(self).__name__} must implement make_batch(indices, rng).")
+
+    def __getitem__(self, index):
+        return self.make_batch(self.indices(index), self.rng(index))
+
+
+def fixed_tf_data_options():
+    """``tf.data`` options for pipelines fed by Python-made batches, with the autotuner off.
+
+    On the 2-core CPU, tf.data's autotuner made about half of the ``fit`` calls run every step
+    at exactly 102.5 ms instead of about 50 ms (YOLOv2's batches), and in a Jupyter kernel the
+    autotuned detection pipeline made ``fit`` return about 30 s after its last step with the
+    CPU idle (notebook 05's training cell: 85 s -> 69 s with it off). Pair it with a fixed
+    ``prefetch`` buffer.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options

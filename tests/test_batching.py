@@ -1,0 +1,65 @@
+"""The shared batching module: step indices, the seeded PyDataset base, tf.data options."""
+
+import numpy as np
+import pytest
+
+from bestiary_keras.batching import SeededBatches, fixed_tf_data_options, step_indices
+
+
+def test_step_indices_are_shuffled_passes_fixed_by_the_seed():
+    order = step_indices(10, batch_size=4, steps=5, seed=3)
+    assert order.shape == (5, 4)
+    flat = order.ravel()
+    # 20 positions = two full passes over 10 examples, each a permutation
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:]) == list(range(10))
+    np.testing.assert_array_equal(order, step_indices(10, 4, 5, seed=3))
+    assert not np.array_equal(order, step_indices(10, 4, 5, seed=4))
+    # the first steps do not depend on how many steps are asked for
+    np.testing.assert_array_equal(step_indices(10, 4, 2, seed=3), order[:2])
+
+
+@pytest.mark.parametrize("bad", [dict(num_examples=0), dict(batch_size=0), dict(steps=-1),
+                                 dict(batch_size=2.5)])
+def test_step_indices_reject_bad_counts(bad):
+    arguments = dict(num_examples=10, batch_size=4, steps=5) | bad
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        step_indices(**arguments)
+
+
+class _Squares(SeededBatches):
+    def __init__(self, values, **kwargs):
+        super().__init__(len(values), **kwargs)
+        self.values = np.asarray(values, np.float32)
+
+    def make_batch(self, indices, rng):
+        noise = rng.normal(size=len(indices)).astype(np.float32)
+        return self.values[indices] + noise, self.values[indices] ** 2
+
+
+def test_seeded_batches_follow_step_indices_across_epochs():
+    batches = _Squares(np.arange(7), batch_size=3, steps=4, seed=1)
+    assert len(batches) == 4
+    expected = step_indices(7, 3, 8, seed=1)
+    seen = [batches.indices(i) for i in range(4)]
+    batches.on_epoch_end()  # epoch 1 continues the passes: global steps 4..7
+    seen += [batches.indices(i) for i in range(4)]
+    np.testing.assert_array_equal(np.stack(seen), expected)
+    x, y = batches[2]
+    np.testing.assert_array_equal(y, expected[6].astype(np.float32) ** 2)
+    # the random draws depend on (seed, global step) only: the same twice, new the next step
+    again = _Squares(np.arange(7), batch_size=3, steps=4, seed=1)
+    again.on_epoch_end()
+    np.testing.assert_array_equal(again[2][0], x)
+    assert not np.array_equal(again[1][0] - again[1][1] ** 0.5, x - y ** 0.5)
+    with pytest.raises(IndexError, match="out of range"):
+        batches[4]
+
+
+def test_a_subclass_must_make_batches():
+    with pytest.raises(NotImplementedError, match="make_batch"):
+        SeededBatches(5, batch_size=2, steps=1)[0]
+
+
+def test_fixed_tf_data_options_turn_the_autotuner_off():
+    assert fixed_tf_data_options().autotune.enabled is False
