@@ -1,15 +1,18 @@
 """``bestiary``: run the collection's notebooks headless and collect their measured results.
 
     bestiary list                          # the notebooks and their lecture sections
-    bestiary run --profile ci              # execute every notebook, write results/ci/summary.md
+    bestiary run --profile ci              # execute every notebook, write results/ci-seed0/summary.md
     bestiary run --profile default 01 02   # only some notebooks (by number or name)
     bestiary run --profile ci --write-back # also store the outputs in notebooks/ (for commits)
 
 Each notebook is executed top to bottom with nbclient in a fresh kernel whose environment
-carries ``BESTIARY_PROFILE``, ``BESTIARY_SEED`` and ``BESTIARY_REPORT`` (a JSON-lines file that
-``bestiary_keras.runtime.report`` appends to). The executed notebooks, ``summary.md`` and
-``summary.json`` (notebook, seconds, peak memory, headline metrics, pass/fail) are written under
-``results/<profile>/``.
+carries ``BESTIARY_PROFILE``, ``BESTIARY_SEED``, ``BESTIARY_REPORT`` (a JSON-lines file that
+``bestiary_keras.runtime.report`` appends to) and ``BESTIARY_RUN_DIR``. Each run writes into its
+own folder, ``results/<profile>-seed<seed>/`` (locked while it runs; a second run of the same
+profile and seed at once gets ``...-<pid>``): the executed notebooks, ``summary.md`` and
+``summary.json`` (notebook, seconds, peak memory, headline metrics, pass/fail), rewritten
+atomically after every notebook. Ctrl-C shuts the kernel down, marks the notebooks that did not
+finish ``interrupted`` and exits 130.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +32,8 @@ from pathlib import Path
 from bestiary_keras import runtime
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+DEFAULT_MEMORY_LIMIT_MB = 3072.0
+"""A notebook whose peak memory passes this is marked in the summary (a student's laptop)."""
 
 # The lecture's sections, numbered as the notebooks are (notebooks/NN_name.ipynb).
 SECTIONS: dict[str, str] = {
@@ -52,29 +59,33 @@ SECTIONS: dict[str, str] = {
 
 def repository_root() -> Path:
     """The checkout this package lives in (the folder holding ``notebooks/``)."""
-    return Path(__file__).resolve().parent.parent
+    return runtime.repository_root()
 
 
 def default_notebooks_dir() -> Path:
-    """``./notebooks`` when run from a checkout's top folder, else the package's own checkout."""
-    here = Path.cwd() / "notebooks"
-    return here if here.is_dir() else repository_root() / "notebooks"
+    """The collection's own ``notebooks/`` folder, next to this package, from any directory."""
+    return repository_root() / "notebooks"
 
 
 def find_notebooks(notebooks_dir: Path | None = None) -> list[Path]:
     """The collection's notebooks ``NN_name.ipynb``, in lecture order."""
-    notebooks_dir = Path(notebooks_dir or repository_root() / "notebooks")
+    notebooks_dir = Path(notebooks_dir or default_notebooks_dir())
     paths = sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
     return [p for p in paths if p.name[:2] in SECTIONS]
 
 
 def select_notebooks(paths: list[Path], wanted: list[str]) -> list[Path]:
-    """Filters ``paths`` by number (``01``, ``1``) or by part of the name (``vgg``)."""
+    """Filters ``paths``: a number (``1``, ``01``) selects exactly that notebook; a name
+    selects the notebooks whose stem contains it (``vgg``, ``rcnn``)."""
     if not wanted:
         return paths
     chosen = []
     for key in wanted:
-        matches = [p for p in paths if p.name[:2] == key.zfill(2) or key.lower() in p.stem.lower()]
+        key = key.strip()
+        if key.isdigit():
+            matches = [p for p in paths if p.name[:2] == key.zfill(2)]
+        else:
+            matches = [p for p in paths if key.lower() in p.stem.lower()]
         if not matches:
             names = ", ".join(p.stem for p in paths) or "none"
             raise ValueError(f"No notebook matches {key!r}; available: {names}")
@@ -86,11 +97,14 @@ def select_notebooks(paths: list[Path], wanted: list[str]) -> list[Path]:
 class NotebookResult:
     notebook: str
     section: str
-    status: str = "not run"  # passed | failed
+    status: str = "not run"  # pending | passed | failed | interrupted
     seconds: float = 0.0
     peak_memory_mb: float | None = None
     metrics: list[dict] = field(default_factory=list)
     error: str | None = None
+
+    def over_memory_budget(self, limit_mb: float | None) -> bool:
+        return bool(limit_mb) and self.peak_memory_mb is not None and self.peak_memory_mb > limit_mb
 
     def headline(self) -> str:
         shown = [m for m in self.metrics if m.get("headline")] or self.metrics[-1:]
@@ -135,27 +149,89 @@ class _PeakMemory:
         return round(self.peak / 2**20, 1) if self.peak else None
 
 
+class _Interruption:
+    """Turns the first Ctrl-C (SIGINT) into an orderly stop: the kernel is shut down, the run's
+    summary marks what did not finish as ``interrupted`` and the command exits 130. A second
+    Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.kernel_pid: int | None = None
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+    def _handle(self, signum, frame):
+        if self.requested:  # the second Ctrl-C: no more waiting
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nInterrupted: stopping the kernel and writing the summary "
+              "(Ctrl-C again to quit at once).", file=sys.stderr, flush=True)
+        if self.kernel_pid:
+            try:
+                os.kill(self.kernel_pid, signal.SIGKILL)  # nbclient then reports a dead kernel
+            except OSError:
+                pass
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file in the same folder (never half a file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _error_line(exc: BaseException) -> str:
+    text = _ANSI_ESCAPE.sub("", str(exc))  # tracebacks carry terminal colours
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else type(exc).__name__
+
+
 def run_notebook(path: Path, out_dir: Path, *, profile: str, seed: int, timeout: int = 1800,
-                 progress=None, write_back: bool = False) -> NotebookResult:
-    """Executes one notebook in a fresh kernel and returns its result (never raises on failure)."""
+                 progress=None, write_back: bool = False,
+                 interruption: _Interruption | None = None) -> NotebookResult:
+    """Executes one notebook in a fresh kernel and returns its result (never raises on failure).
+
+    ``out_dir`` is the run's own folder: the executed copy goes there, and the kernel reads
+    ``BESTIARY_RUN_DIR`` to find the results of the notebooks that ran before it.
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     section = SECTIONS.get(path.name[:2], "")
     result = NotebookResult(notebook=path.name, section=section)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # not JSON, not a notebook, unreadable: one failed row
+        result.status = "failed"
+        result.error = f"cannot read the notebook: {_error_line(exc)}"
+        return result
+    code_cells = sum(1 for c in nb.cells if c.cell_type == "code")
     metrics_file = out_dir / f"{path.stem}.metrics.jsonl"
     metrics_file.unlink(missing_ok=True)
-    nb = nbformat.read(path, as_version=4)
-    code_cells = sum(1 for c in nb.cells if c.cell_type == "code")
     memory = _PeakMemory()
 
-    saved_env = {k: os.environ.get(k) for k in
-                 (runtime.PROFILE_ENV, runtime.SEED_ENV, runtime.REPORT_ENV, "MPLBACKEND")}
+    saved_env = {k: os.environ.get(k) for k in (runtime.PROFILE_ENV, runtime.SEED_ENV,
+                 runtime.REPORT_ENV, runtime.RUN_DIR_ENV, "MPLBACKEND")}
     os.environ[runtime.PROFILE_ENV] = profile
     os.environ[runtime.SEED_ENV] = str(seed)
     os.environ[runtime.REPORT_ENV] = str(metrics_file.resolve())
+    os.environ[runtime.RUN_DIR_ENV] = str(out_dir.resolve())
     os.environ.pop("MPLBACKEND", None)  # the inline backend, so that figures are stored
 
     done = {"cells": 0}
@@ -170,6 +246,10 @@ def run_notebook(path: Path, out_dir: Path, *, profile: str, seed: int, timeout:
         pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
         if pid:
             memory.watch(pid)
+            if interruption is not None:
+                interruption.kernel_pid = pid
+                if interruption.requested:  # Ctrl-C came while the kernel was starting
+                    os.kill(pid, signal.SIGKILL)
 
     client = NotebookClient(
         nb,
@@ -180,31 +260,61 @@ def run_notebook(path: Path, out_dir: Path, *, profile: str, seed: int, timeout:
         on_cell_executed=on_cell_executed,
     )
     start = time.perf_counter()
+    outcome: dict = {}
+
+    def execute():
+        try:
+            client.execute()
+        except BaseException as exc:  # handed to the main thread below
+            outcome["error"] = exc
+
+    # nbclient runs in a worker thread: in the main thread it would install its own SIGINT
+    # handler, whose clean-up races its own (nbclient 0.10/0.11: "assert self.km is not None").
+    # Here Ctrl-C reaches ``_Interruption``, which kills the kernel; nbclient then sees a dead
+    # kernel and cleans up in order.
+    worker = threading.Thread(target=execute, name=f"nbclient-{path.stem}", daemon=True)
     try:
-        client.execute()
-        result.status = "passed"
-    except (CellExecutionError, CellTimeoutError, DeadKernelError, RuntimeError) as exc:
-        result.status = "failed"
-        text = _ANSI_ESCAPE.sub("", str(exc))  # tracebacks carry terminal colours
-        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-        result.error = lines[-1][:300] if lines else type(exc).__name__
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+        error = outcome.get("error")
+        if error is None:
+            result.status = "passed"
+        elif isinstance(error, (CellExecutionError, CellTimeoutError, DeadKernelError,
+                                RuntimeError, AssertionError, OSError)):
+            result.status = "failed"
+            result.error = _error_line(error)
+        else:
+            raise error
     finally:
         result.seconds = round(time.perf_counter() - start, 1)
         result.peak_memory_mb = memory.stop()
+        if interruption is not None:
+            interruption.kernel_pid = None
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    if interruption is not None and interruption.requested:
+        result.status, result.error = "interrupted", f"interrupted after {done['cells']} of " \
+            f"{code_cells} code cells"
     if metrics_file.exists():
-        result.metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line]
-    nbformat.write(nb, out_dir / path.name)
-    if write_back and result.status == "passed":
-        nbformat.write(nb, path)
+        lines = metrics_file.read_text(encoding="utf-8").splitlines()
+        result.metrics = [json.loads(line) for line in lines if line.strip()]
+        metrics_file.unlink()  # its records now live in the run's summary.json
+    try:
+        nbformat.write(nb, out_dir / path.name)
+        if write_back and result.status == "passed":
+            nbformat.write(nb, path)
+    except OSError as exc:
+        result.status = "failed"
+        result.error = f"could not save the executed notebook: {_error_line(exc)}"
     return result
 
 
-def summary_markdown(results: list[NotebookResult], profile: str, seed: int) -> str:
+def summary_markdown(results: list[NotebookResult], profile: str, seed: int, *,
+                     memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB) -> str:
     lines = [
         f"# bestiary run: profile `{profile}`, seed {seed}",
         "",
@@ -213,37 +323,120 @@ def summary_markdown(results: list[NotebookResult], profile: str, seed: int) -> 
     ]
     for r in results:
         mem = "" if r.peak_memory_mb is None else f"{r.peak_memory_mb:.0f}"
+        if r.over_memory_budget(memory_limit_mb):
+            mem += f" (over the {memory_limit_mb:.0f} MB budget)"
         status = r.status if not r.error else f"{r.status}: {r.error}"
         lines.append(f"| {r.notebook} | {r.section} | {r.seconds:.1f} | {mem} | {r.headline()} | {status} |")
     total = sum(r.seconds for r in results)
     passed = sum(r.status == "passed" for r in results)
     lines += ["", f"{passed} of {len(results)} notebooks passed in {total:.0f} s."]
+    interrupted = sum(r.status == "interrupted" for r in results)
+    if interrupted:
+        lines.append(f"The run was interrupted: {interrupted} notebook(s) did not finish.")
+    over = [r.notebook for r in results if r.over_memory_budget(memory_limit_mb)]
+    if over:
+        lines.append(f"Over the memory budget of {memory_limit_mb:.0f} MB: {', '.join(over)}.")
     return "\n".join(lines) + "\n"
 
 
+def write_summary(out_dir: Path, results: list[NotebookResult], profile: str, seed: int, *,
+                  memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB) -> None:
+    """Writes ``summary.md`` and ``summary.json`` of one run, each atomically."""
+    _write_atomically(out_dir / "summary.md",
+                      summary_markdown(results, profile, seed, memory_limit_mb=memory_limit_mb))
+    notebooks = [asdict(r) | {"over_memory_budget": r.over_memory_budget(memory_limit_mb)}
+                 for r in results]
+    _write_atomically(out_dir / "summary.json", json.dumps(
+        {"profile": profile, "seed": seed, "memory_limit_mb": memory_limit_mb,
+         "notebooks": notebooks}, indent=2, allow_nan=False))
+
+
+def check_writable(folder: Path) -> None:
+    """Creates ``folder`` if needed and proves it is writable, before any kernel starts."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"The results folder {folder} is not writable ({exc.strerror}): "
+                         "choose another with --results DIR.") from None
+
+
+def _lock_run_dir(folder: Path):
+    """Takes the run folder's lock; returns the open lock file, or None if another run has it."""
+    import fcntl
+
+    handle = open(folder / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def prepare_run_dir(results_dir: Path, profile: str, seed: int) -> tuple[Path, object]:
+    """The run's own folder ``<results>/<profile>-seed<seed>``, locked for this run.
+
+    When another run holds it (the same profile and seed at once), this run gets
+    ``<profile>-seed<seed>-<pid>`` instead, so that no summary ever mixes two runs.
+    """
+    check_writable(Path(results_dir))
+    name = runtime.run_dir_name(profile, seed)
+    for candidate in (name, f"{name}-{os.getpid()}"):
+        folder = Path(results_dir) / candidate
+        check_writable(folder)
+        lock = _lock_run_dir(folder)
+        if lock is not None:
+            for stale in folder.glob("*.metrics.jsonl"):  # left by an older, killed run
+                stale.unlink(missing_ok=True)
+            return folder, lock
+    raise ValueError(f"Two other runs hold {results_dir / name}: wait, or use --results DIR.")
+
+
+class RunResults(list):
+    """The ``NotebookResult`` of each notebook, in order; ``folder`` is where the run wrote."""
+
+    folder: Path
+
+
 def run(paths: list[Path], *, profile: str, seed: int, results_dir: Path, timeout: int = 1800,
-        write_back: bool = False) -> list[NotebookResult]:
-    """Executes ``paths`` in order, writing executed copies and the summary under ``results_dir``."""
+        write_back: bool = False, memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB
+        ) -> RunResults:
+    """Executes ``paths`` in order in the run's own folder ``<results_dir>/<profile>-seed<seed>``.
+
+    The summary is rewritten (atomically) before the first notebook and after every one, so
+    an interrupted run still lists what finished and marks the rest ``interrupted``.
+    """
     from tqdm.auto import tqdm
 
     runtime.check_profile(profile)
-    out_dir = Path(results_dir) / profile
-    results = []
-    with tqdm(paths, desc=f"bestiary ({profile})", unit="notebook", file=sys.stdout) as bar:
-        for path in bar:
-            bar.set_postfix_str(path.stem)
-            result = run_notebook(path, out_dir, profile=profile, seed=seed, timeout=timeout,
-                                  progress=bar, write_back=write_back)
-            results.append(result)
-            bar.write(f"{result.status:>6}  {path.name}  {result.seconds:.1f} s  {result.headline()}"
-                      + (f"  ({result.error})" if result.error else ""))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.md").write_text(summary_markdown(results, profile, seed), encoding="utf-8")
-    (out_dir / "summary.json").write_text(
-        json.dumps({"profile": profile, "seed": seed, "notebooks": [asdict(r) for r in results]},
-                   indent=2),
-        encoding="utf-8",
-    )
+    seed = runtime.check_seed(seed)
+    out_dir, lock = prepare_run_dir(Path(results_dir), profile, seed)
+    results = RunResults(NotebookResult(notebook=p.name, section=SECTIONS.get(p.name[:2], ""),
+                                        status="pending") for p in paths)
+    results.folder = out_dir
+    try:
+        write_summary(out_dir, results, profile, seed, memory_limit_mb=memory_limit_mb)
+        with _Interruption() as interruption, tqdm(total=len(paths), desc=f"bestiary ({profile})",
+                                                   unit="notebook", file=sys.stdout) as bar:
+            for i, path in enumerate(paths):
+                if interruption.requested:
+                    results[i].status = "interrupted"
+                    results[i].error = "not started"
+                    continue
+                bar.set_postfix_str(path.stem)
+                result = run_notebook(path, out_dir, profile=profile, seed=seed, timeout=timeout,
+                                      progress=bar, write_back=write_back,
+                                      interruption=interruption)
+                results[i] = result
+                bar.update(1)
+                bar.write(f"{result.status:>6}  {path.name}  {result.seconds:.1f} s  "
+                          f"{result.headline()}" + (f"  ({result.error})" if result.error else ""))
+                write_summary(out_dir, results, profile, seed, memory_limit_mb=memory_limit_mb)
+        write_summary(out_dir, results, profile, seed, memory_limit_mb=memory_limit_mb)
+    finally:
+        lock.close()
     return results
 
 
@@ -255,36 +448,72 @@ def _list(notebooks_dir: Path) -> int:
     return 0
 
 
+def _seed_argument(text: str) -> int:
+    try:
+        return runtime.check_seed(text, "--seed")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bestiary", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="show the notebooks and their lecture sections")
     p_list.add_argument("--notebooks", type=Path, default=None, help="notebooks folder")
     p_run = sub.add_parser("run", help="execute notebooks headless and summarise their results")
-    p_run.add_argument("only", nargs="*", help="notebook numbers or names (default: all)")
-    p_run.add_argument("--profile", default=os.environ.get(runtime.PROFILE_ENV, "ci"),
-                       choices=runtime.PROFILES, help="budget profile (default: ci)")
-    p_run.add_argument("--seed", type=int, default=int(os.environ.get(runtime.SEED_ENV, "0")))
-    p_run.add_argument("--results", type=Path, default=Path("results"),
-                       help="folder for executed notebooks and the summary (default: results)")
-    p_run.add_argument("--notebooks", type=Path, default=None, help="notebooks folder")
+    p_run.add_argument("only", nargs="*",
+                       help="notebook numbers (exactly that notebook) or names (default: all)")
+    p_run.add_argument("--profile", default=None, choices=runtime.PROFILES,
+                       help=f"budget profile (default: ${runtime.PROFILE_ENV}, else ci)")
+    p_run.add_argument("--seed", type=_seed_argument, default=None,
+                       help=f"seed, a whole number >= 0 (default: ${runtime.SEED_ENV}, else 0)")
+    p_run.add_argument("--results", type=Path, default=None,
+                       help="folder for the runs' folders (default: results/ in the checkout)")
+    p_run.add_argument("--notebooks", type=Path, default=None,
+                       help="notebooks folder (default: the collection's own)")
     p_run.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
+    p_run.add_argument("--memory-limit-mb", type=float, default=DEFAULT_MEMORY_LIMIT_MB,
+                       help="peak memory above which a notebook is marked over budget "
+                            f"(default: {DEFAULT_MEMORY_LIMIT_MB:.0f})")
     p_run.add_argument("--write-back", action="store_true",
-                       help="store the outputs of passing notebooks in the notebooks themselves")
+                       help="store the outputs of passing notebooks in the collection's notebooks")
     args = parser.parse_args(argv)
+    # the environment is read once, here: a bad value is one usage line, not a traceback
+    try:
+        if args.command == "list" or args.profile is None:
+            env_profile = runtime.profile_from_env("ci")
+        if args.command == "list" or args.seed is None:
+            env_seed = runtime.seed_from_env()
+    except ValueError as exc:
+        parser.error(str(exc))
     notebooks_dir = args.notebooks or default_notebooks_dir()
     if args.command == "list":
         return _list(notebooks_dir)
+    profile = args.profile or env_profile
+    seed = env_seed if args.seed is None else args.seed
+    if args.write_back and Path(notebooks_dir).resolve() != default_notebooks_dir().resolve():
+        parser.error(f"--write-back stores outputs in the collection's own notebooks "
+                     f"({default_notebooks_dir()}), not in {notebooks_dir}.")
+    if not Path(notebooks_dir).is_dir():
+        parser.error(f"no notebooks folder at {notebooks_dir}: run from a checkout of "
+                     "bestiary-keras or give --notebooks DIR.")
     try:
         paths = select_notebooks(find_notebooks(notebooks_dir), args.only)
     except ValueError as exc:
         parser.error(str(exc))
     if not paths:
         parser.error(f"no notebooks found in {notebooks_dir}")
-    results = run(paths, profile=args.profile, seed=args.seed, results_dir=args.results,
-                  timeout=args.timeout, write_back=args.write_back)
-    print(summary_markdown(results, args.profile, args.seed))
-    print(f"Executed notebooks and summary.md / summary.json are in {args.results / args.profile}")
+    results_dir = args.results or repository_root() / "results"
+    try:
+        results = run(paths, profile=profile, seed=seed, results_dir=results_dir,
+                      timeout=args.timeout, write_back=args.write_back,
+                      memory_limit_mb=args.memory_limit_mb)
+    except ValueError as exc:  # an unwritable results folder, found before any kernel started
+        parser.error(str(exc))
+    print(summary_markdown(results, profile, seed, memory_limit_mb=args.memory_limit_mb))
+    print(f"Executed notebooks and summary.md / summary.json are in {results.folder}")
+    if any(r.status == "interrupted" for r in results):
+        return 130
     return 0 if all(r.status == "passed" for r in results) else 1
 
 

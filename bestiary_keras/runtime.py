@@ -20,6 +20,14 @@ import platform
 import random
 import sys
 import time
+from pathlib import Path
+
+__all__ = [
+    "PROFILES", "PROFILE_ENV", "REPORT_ENV", "RUN_DIR_ENV", "SEED_ENV", "check_profile",
+    "check_seed", "devices", "elapsed", "fit_verbose", "pick", "profile_from_env", "quiet_tensorflow",
+    "report", "repository_root", "run_dir_name", "runner_metrics", "seed_everything",
+    "seed_from_env", "setup",
+]
 
 PROFILES = ("ci", "default", "full")
 """``ci``: CPU, about a minute, must still clearly learn. ``default``: a laptop CPU, a few
@@ -29,6 +37,8 @@ PROFILE_ENV = "BESTIARY_PROFILE"
 SEED_ENV = "BESTIARY_SEED"
 REPORT_ENV = "BESTIARY_REPORT"
 """When set (the runner sets it), ``report`` appends one JSON line per metric to that file."""
+RUN_DIR_ENV = "BESTIARY_RUN_DIR"
+"""Set by the runner for its kernels: the folder of the run in progress (``runner_metrics``)."""
 
 _STATE = {"profile": None, "seed": None, "t0": None}
 
@@ -48,13 +58,21 @@ def profile_from_env(default: str = "default") -> str:
     return check_profile(os.environ.get(PROFILE_ENV, default).strip().lower())
 
 
-def seed_from_env(default: int = 0) -> int:
-    """The seed named by ``BESTIARY_SEED`` (or ``default``)."""
-    raw = os.environ.get(SEED_ENV, str(default)).strip()
+def check_seed(seed, source: str = "seed") -> int:
+    """Returns ``seed`` as an int if it is a whole number >= 0, else raises a ``ValueError``."""
     try:
-        return int(raw)
+        value = int(str(seed).strip())
     except ValueError:
-        raise ValueError(f"{SEED_ENV}={raw!r} is not an integer seed.") from None
+        raise ValueError(f"{source}={seed!r} is not an integer seed: use a whole number >= 0, "
+                         f"e.g. {SEED_ENV}=0.") from None
+    if value < 0:
+        raise ValueError(f"{source}={seed!r} is negative: NumPy and Keras take seeds >= 0.")
+    return value
+
+
+def seed_from_env(default: int = 0) -> int:
+    """The seed named by ``BESTIARY_SEED`` (or ``default``), validated (a whole number >= 0)."""
+    return check_seed(os.environ.get(SEED_ENV, str(default)), SEED_ENV)
 
 
 def pick(profile: str, *, ci, default, full=None):
@@ -119,7 +137,7 @@ def setup(profile: str | None = None, seed: int | None = None, *, verbose: bool 
     """
     quiet_tensorflow()
     profile = profile_from_env() if profile is None else check_profile(profile)
-    seed = seed_from_env() if seed is None else int(seed)
+    seed = seed_from_env() if seed is None else check_seed(seed)
     import keras
     import numpy as np
     import tensorflow as tf
@@ -177,8 +195,13 @@ def report(
         ``value`` as a float.
     """
     value = float(value)
-    if math.isnan(value):
-        raise AssertionError(f"{name} is NaN")
+    if not math.isfinite(value):
+        shown = "NaN" if math.isnan(value) else str(value)
+        raise AssertionError(f"{name} is {shown} (not a finite number): the computation that "
+                             "produced it diverged or divided by zero.")
+    if threshold is not None and not math.isfinite(float(threshold)):
+        raise ValueError(f"threshold={threshold!r} for {name} is not a finite number: a "
+                         "threshold must be a real bound that a result can miss.")
     passed = None
     if threshold is not None:
         passed = value >= threshold if higher_is_better else value <= threshold
@@ -207,6 +230,56 @@ def report(
             f"(profile {_STATE['profile']}, seed {_STATE['seed']})."
         )
     return value
+
+
+def repository_root() -> Path:
+    """The checkout this package lives in (the folder that holds ``notebooks/``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def run_dir_name(profile: str, seed: int) -> str:
+    """The runner's folder name for one run: ``<profile>-seed<seed>`` (e.g. ``ci-seed0``)."""
+    return f"{check_profile(profile)}-seed{check_seed(seed)}"
+
+
+def runner_metrics(notebooks, *, profile: str | None = None, seed: int | None = None,
+                   run_dir=None) -> dict:
+    """The metrics that other notebooks of a ``bestiary run`` reported.
+
+    Reads the run's ``summary.json``, which the runner rewrites after every notebook, so a run
+    of the whole collection sees the numbers of this very run. The folder is, in order:
+    ``run_dir``; the run in progress (``BESTIARY_RUN_DIR``, set by the runner, which honours
+    ``bestiary run --results DIR``); else ``results/<profile>-seed<seed>`` in the checkout.
+
+    Args:
+        notebooks: notebook numbers, e.g. ``("03", "04")``.
+        profile, seed: the run to read when neither ``run_dir`` nor the runner names one
+            (default: the ones ``setup`` was called with).
+
+    Returns:
+        ``{number: {"notebook": file name, "metrics": {name: value}, "source": path,
+        "seed": seed}}`` for the notebooks that passed; absent numbers were not run.
+    """
+    if run_dir is None:
+        run_dir = os.environ.get(RUN_DIR_ENV)
+    if run_dir is None:
+        profile = profile or _STATE["profile"] or "default"
+        seed = _STATE["seed"] if seed is None else seed
+        run_dir = repository_root() / "results" / run_dir_name(profile, seed or 0)
+    summary = Path(run_dir) / "summary.json"
+    try:
+        content = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    found = {}
+    for entry in content.get("notebooks", []):
+        number = str(entry.get("notebook", ""))[:2]
+        if number in tuple(notebooks) and entry.get("status") == "passed":
+            found[number] = {
+                "notebook": entry["notebook"], "source": str(summary), "seed": content.get("seed"),
+                "metrics": {m["name"]: m["value"] for m in entry.get("metrics", [])},
+            }
+    return found
 
 
 def fit_verbose() -> int:
