@@ -11,6 +11,10 @@ profile. Two ideas serve every chapter:
   (draw the augmentation from ``rng``), so two models trained with the same seed see the same
   batches in the same order, whatever else ran before.
 
+``GatheredBatches`` feeds ``fit`` from index arrays that were drawn up front (``x[order]``
+for ``steps * batch_size`` positions) without materialising ``x[order]``: each batch is gathered
+when Keras asks for it, so memory stays at one copy of the data whatever the step count.
+
 ``fixed_tf_data_options()`` gives the ``tf.data`` options for Python-generated batches on this
 CPU (the autotuner off; measured in notebooks 05 to 07, see its docstring).
 """
@@ -22,7 +26,7 @@ import functools
 import keras
 import numpy as np
 
-__all__ = ["SeededBatches", "fixed_tf_data_options", "step_indices"]
+__all__ = ["GatheredBatches", "SeededBatches", "fixed_tf_data_options", "step_indices"]
 
 
 def _check_counts(num_examples, batch_size, steps):
@@ -75,7 +79,9 @@ class SeededBatches(keras.utils.PyDataset):
     Batch ``index`` of epoch ``e`` is global step ``g = e * steps + index``; its examples are
     positions ``g * batch_size ...`` of ``step_indices``' endless shuffled passes, and its random
     generator is ``numpy.random.default_rng((seed, g))``. So ``model.fit(batches, epochs=E)``
-    trains on ``E * steps`` fresh batches, and the same seed gives the same batches.
+    trains on ``E * steps`` fresh batches, and the same seed gives the same batches. Pass
+    ``shuffle=False`` to ``fit``: Keras otherwise shuffles the order of a ``PyDataset``'s batches
+    within each epoch.
 
     Subclasses implement ``make_batch(indices, rng)`` and return what ``fit`` expects:
     ``(x, y)`` or ``(x, y, sample_weight)``::
@@ -130,6 +136,75 @@ class SeededBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         return self.make_batch(self.indices(index), self.rng(index))
+
+
+def _as_source(item, name):
+    if isinstance(item, tuple):
+        if len(item) != 2:
+            raise ValueError(f"{name} must be an array or an (array, index) pair, got a "
+                             f"tuple of {len(item)} items.")
+        array, index = item
+        return np.asarray(array), None if index is None else np.asarray(index).reshape(-1)
+    return np.asarray(item), None
+
+
+class GatheredBatches(keras.utils.PyDataset):
+    """Batches gathered from index arrays on the fly, for ``model.fit(batches)``.
+
+    ``GatheredBatches([x1, x2], y, batch_size=b, order=idx)`` gives the same batches as
+    ``fit([x1[idx], x2[idx]], y[idx], batch_size=b, shuffle=False)`` but never builds
+    ``x1[idx]`` (``steps * b`` examples, gigabytes for long runs): batch ``i`` gathers positions
+    ``i * b .. (i + 1) * b - 1`` when Keras asks for it. Pass ``shuffle=False`` to ``fit``:
+    Keras otherwise shuffles the order of a ``PyDataset``'s batches.
+
+    Args:
+        inputs: one array or a list of arrays (the model's inputs). An item may also be an
+            ``(array, index)`` pair with its own index (e.g. the two sides of a pair list).
+        targets: an array or ``(array, index)`` pair, or ``None``.
+        batch_size: examples per batch.
+        order: the index shared by the items given without their own (``None``: positions
+            ``0 .. n - 1``, the array is already in step order).
+        **kwargs: passed to ``keras.utils.PyDataset``.
+    """
+
+    def __init__(self, inputs, targets=None, *, batch_size: int, order=None, **kwargs):
+        super().__init__(**kwargs)
+        self._single = not isinstance(inputs, list)  # a lone array (or pair): one input
+        items = [inputs] if self._single else inputs
+        self._inputs = [_as_source(item, f"inputs[{k}]") for k, item in enumerate(items)]
+        self._targets = None if targets is None else _as_source(targets, "targets")
+        order = None if order is None else np.asarray(order).reshape(-1)
+        lengths = set()
+        for array, index in self._inputs + ([self._targets] if self._targets else []):
+            own = index if index is not None else order
+            lengths.add(len(array) if own is None else len(own))
+        if len(lengths) != 1:
+            raise ValueError(f"inputs and targets index different numbers of examples: "
+                             f"{sorted(lengths)}; give every item the same number of positions.")
+        self.num_positions = lengths.pop()
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}.")
+        self.batch_size = int(batch_size)
+        self.order = order
+        self.steps = self.num_positions // self.batch_size
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _take(self, source, positions):
+        array, index = source
+        index = index if index is not None else self.order
+        return array[positions] if index is None else array[index[positions]]
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.steps:
+            raise IndexError(f"batch index {i} out of range [0, {self.steps}).")
+        positions = np.arange(i * self.batch_size, (i + 1) * self.batch_size)
+        x = [self._take(source, positions) for source in self._inputs]
+        x = x[0] if self._single else x
+        if self._targets is None:
+            return (x,)
+        return x, self._take(self._targets, positions)
 
 
 def fixed_tf_data_options():

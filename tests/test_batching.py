@@ -63,3 +63,43 @@ def test_a_subclass_must_make_batches():
 
 def test_fixed_tf_data_options_turn_the_autotuner_off():
     assert fixed_tf_data_options().autotune.enabled is False
+
+
+def test_gathered_batches_equal_the_materialised_arrays():
+    import keras
+
+    from bestiary_keras.batching import GatheredBatches
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    y = rng.normal(size=20).astype(np.float32)
+    order = step_indices(20, 4, 7, seed=0).ravel()
+    first, second = rng.integers(0, 20, 28), rng.integers(0, 20, 28)
+    batches = GatheredBatches([x, (x, first), (x, second)], y, batch_size=4, order=order)
+    assert len(batches) == 7
+    inputs, target = batches[3]
+    positions = order[12:16]
+    np.testing.assert_array_equal(inputs[0], x[positions])
+    np.testing.assert_array_equal(inputs[1], x[first[12:16]])
+    np.testing.assert_array_equal(inputs[2], x[second[12:16]])
+    np.testing.assert_array_equal(target, y[positions])
+    # training on it is training on x[order]: the same weights after the same steps
+    def fitted(data, **fit_kwargs):
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        model.fit(*data, verbose=0, **fit_kwargs)
+        return model.get_weights()
+    gathered = fitted((GatheredBatches(x, y, batch_size=4, order=order),), shuffle=False)
+    materialised = fitted((x[order], y[order]), batch_size=4, shuffle=False)
+    for a, b in zip(gathered, materialised):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_gathered_batches_check_lengths():
+    from bestiary_keras.batching import GatheredBatches
+
+    with pytest.raises(ValueError, match=r"different numbers of examples: \[5, 6\]"):
+        GatheredBatches([np.zeros(5), (np.zeros(9), np.arange(6))], batch_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        GatheredBatches(np.zeros(5), batch_size=0)
