@@ -168,3 +168,16 @@ def test_draw_skeleton():
     with pytest.raises(ValueError, match="limbs"):
         plots.draw_skeleton(ax, kp[:3])
     plt.close(fig)
+
+
+def test_left_right_swaps_by_hand():
+    # torso 10 px (right shoulder (0, 10) -> left hip (6, 18)): threshold 2 px
+    gt = person(j2=(0, 10), j11=(6, 18), j4=(2, 30), j7=(12, 30), j3=(2, 20), j6=(12, 20))
+    pred = gt[:, :2].copy()
+    pred[4] = gt[7, :2] + (0.5, 0)  # right wrist on the left wrist: a swap
+    pred[7] = gt[4, :2]  # left wrist on the right wrist: a swap
+    pred[3] = (40, 40)  # right elbow wrong but not on its mirror: no swap
+    # counted: wrists (2), elbows (2); the shoulders' and hips' mirrors are unlabelled
+    assert heatmaps.left_right_swaps(gt[None], pred[None]) == pytest.approx(2 / 4)
+    assert heatmaps.left_right_swaps(gt[None], gt[None, :, :2]) == 0.0
+    assert pck(gt[None], pred[None]) == pytest.approx(3 / 6)

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from bestiary_keras.datasets.figures import JOINT_NAMES, check_keypoints
+from bestiary_keras.datasets.figures import FLIP_PAIRS, JOINT_NAMES, check_keypoints
 from bestiary_keras.datasets.scenes import _pair  # int or (height, width), one rule everywhere
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "TORSO_JOINTS",
     "confidence_maps",
     "keypoints_from_maps",
+    "left_right_swaps",
     "pck",
     "visibility_mask",
 ]
@@ -134,6 +135,43 @@ def keypoints_from_maps(maps, image_size) -> np.ndarray:
     return np.stack([x, y, score], -1).astype(np.float32)
 
 
+def _reference_sizes(y_true, reference):
+    """(M,) reference size of each person of (M, J, 3) ground truth (0 where undefined)."""
+    labelled = y_true[..., 2] > 0
+    if reference == "torso":
+        if y_true.shape[-2] != len(JOINT_NAMES):
+            raise ValueError(f"reference='torso' needs the {len(JOINT_NAMES)}-joint skeleton, "
+                             f"got {y_true.shape[-2]} joints; use reference='bbox'.")
+        a, b = TORSO_JOINTS
+        size = np.linalg.norm(y_true[:, a, :2] - y_true[:, b, :2], axis=-1)
+        return np.where(labelled[:, a] & labelled[:, b], size, 0.0)
+    big = np.where(labelled[..., None], y_true[..., :2], np.nan)
+    with warnings.catch_warnings():  # all-NaN people (nothing labelled) give NaN: size 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        extent = np.nanmax(big, axis=1) - np.nanmin(big, axis=1)
+    return np.nan_to_num(extent.max(-1), nan=0.0)
+
+
+def _correct(y_true, y_pred, threshold, reference):
+    """Flattened (M, J) arrays: which joints count, which are correct; and the sizes."""
+    if reference not in PCK_REFERENCES:
+        raise ValueError(f"reference must be one of {PCK_REFERENCES}, got {reference!r}.")
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold!r}.")
+    y_true = check_keypoints(y_true, num_joints=None, name="y_true")
+    y_pred = np.asarray(y_pred, np.float32)
+    if y_pred.shape[:-1] != y_true.shape[:-1] or y_pred.shape[-1] not in (2, 3):
+        raise ValueError(f"y_pred must have shape {y_true.shape[:-1] + (2,)} (or with a score "
+                         f"column), got {y_pred.shape}.")
+    num_joints = y_true.shape[-2]
+    y_true = y_true.reshape(-1, num_joints, 3)
+    y_pred = y_pred.reshape(-1, num_joints, y_pred.shape[-1])
+    size = _reference_sizes(y_true, reference)
+    counted = (y_true[..., 2] > 0) & (size > 0)[:, None]
+    distance = np.linalg.norm(y_pred[..., :2] - y_true[..., :2], axis=-1)
+    return counted, counted & (distance <= threshold * size[:, None]), y_true, y_pred, size
+
+
 def pck(y_true, y_pred, threshold: float = 0.2, *, reference: str = "torso",
         per_joint: bool = False):
     """Percentage of Correct Keypoints: a prediction is correct within ``threshold`` times
@@ -154,35 +192,7 @@ def pck(y_true, y_pred, threshold: float = 0.2, *, reference: str = "torso",
     Returns:
         The PCK as a float in [0, 1] (NaN if nothing was counted), or ``(pck, per_joint)``.
     """
-    if reference not in PCK_REFERENCES:
-        raise ValueError(f"reference must be one of {PCK_REFERENCES}, got {reference!r}.")
-    if not threshold > 0:
-        raise ValueError(f"threshold must be > 0, got {threshold!r}.")
-    y_true = check_keypoints(y_true, num_joints=None, name="y_true")
-    y_pred = np.asarray(y_pred, np.float32)
-    if y_pred.shape[:-1] != y_true.shape[:-1] or y_pred.shape[-1] not in (2, 3):
-        raise ValueError(f"y_pred must have shape {y_true.shape[:-1] + (2,)} (or with a score "
-                         f"column), got {y_pred.shape}.")
-    num_joints = y_true.shape[-2]
-    y_true = y_true.reshape(-1, num_joints, 3)
-    y_pred = y_pred.reshape(-1, num_joints, y_pred.shape[-1])
-    labelled = y_true[..., 2] > 0
-    if reference == "torso":
-        if num_joints != len(JOINT_NAMES):
-            raise ValueError(f"reference='torso' needs the {len(JOINT_NAMES)}-joint skeleton, "
-                             f"got {num_joints} joints; use reference='bbox'.")
-        a, b = TORSO_JOINTS
-        size = np.linalg.norm(y_true[:, a, :2] - y_true[:, b, :2], axis=-1)
-        size = np.where(labelled[:, a] & labelled[:, b], size, 0.0)
-    else:
-        big = np.where(labelled[..., None], y_true[..., :2], np.nan)
-        with warnings.catch_warnings():  # all-NaN people (nothing labelled) give NaN: size 0
-            warnings.simplefilter("ignore", RuntimeWarning)
-            extent = np.nanmax(big, axis=1) - np.nanmin(big, axis=1)
-        size = np.nan_to_num(extent.max(-1), nan=0.0)
-    counted = labelled & (size > 0)[:, None]
-    distance = np.linalg.norm(y_pred[..., :2] - y_true[..., :2], axis=-1)
-    correct = counted & (distance <= threshold * size[:, None])
+    counted, correct, *_ = _correct(y_true, y_pred, threshold, reference)
     total = counted.sum()
     overall = float(correct.sum() / total) if total else float("nan")
     if not per_joint:
@@ -190,6 +200,29 @@ def pck(y_true, y_pred, threshold: float = 0.2, *, reference: str = "torso",
     with np.errstate(invalid="ignore", divide="ignore"):
         joints = correct.sum(0) / counted.sum(0)
     return overall, joints.astype(np.float64)
+
+
+def left_right_swaps(y_true, y_pred, threshold: float = 0.2, *, reference: str = "torso",
+                     flip_pairs=FLIP_PAIRS) -> float:
+    """The share of left/right joints predicted on their mirror joint: wrong for their own
+    position, but correct (in PCK's sense) for the other side's joint.
+
+    Only joints of ``flip_pairs`` whose mirror is labelled too are counted.
+
+    Returns:
+        A float in [0, 1] (NaN if nothing was counted).
+    """
+    counted, correct, y_true, y_pred, size = _correct(y_true, y_pred, threshold, reference)
+    mirror = np.arange(y_true.shape[1])
+    for right, left in flip_pairs:
+        mirror[right], mirror[left] = left, right
+    sided = np.zeros(y_true.shape[1], bool)
+    sided[[j for pair in flip_pairs for j in pair]] = True
+    counted = counted & sided & (y_true[:, mirror, 2] > 0)
+    distance = np.linalg.norm(y_pred[..., :2] - y_true[:, mirror, :2], axis=-1)
+    on_mirror = distance <= threshold * size[:, None]
+    total = counted.sum()
+    return float((counted & on_mirror & ~correct).sum() / total) if total else float("nan")
 
 
 def visibility_mask(keypoints, map_size=None, *, unlabelled_regions=None,
