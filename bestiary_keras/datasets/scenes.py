@@ -30,13 +30,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from bestiary_keras.datasets import photos as _photos
 from bestiary_keras.datasets import shapes as _shapes
+from bestiary_keras.datasets.cache import save_npz_atomic
 from bestiary_keras.datasets.shapes import ALL_CLASSES, SHAPE_CLASSES
 
 GENERATOR_VERSION = 4
@@ -352,19 +352,13 @@ def _load_cached(path: Path):
 
 
 def _save_cached(path: Path, scenes: SceneSet) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(
-                f, images=scenes.images, labels=scenes.labels, boxes=scenes.boxes,
-                masks_packed=np.packbits(scenes.masks, axis=-1), semantic=scenes.semantic,
-                class_names=np.array(scenes.class_names), areas=scenes.areas,
-            )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)  # atomic: parallel writers never see half a file
-    except OSError:
-        pass  # a read-only cache is not an error: the scenes were generated anyway
+    # A cache that cannot be written (read-only, disk full) is not an error: the scenes were
+    # generated anyway. save_npz_atomic leaves no temporary file behind, whatever happens.
+    save_npz_atomic(
+        path, images=scenes.images, labels=scenes.labels, boxes=scenes.boxes,
+        masks_packed=np.packbits(scenes.masks, axis=-1), semantic=scenes.semantic,
+        class_names=np.array(scenes.class_names), areas=scenes.areas,
+    )
 
 
 # ----------------------------------------------------------------------------- public API

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 
 import numpy as np
+
+from bestiary_keras.datasets.cache import save_npz_atomic
 
 __all__ = [
     "selective_search",
@@ -141,14 +141,7 @@ def scene_proposals(scenes, *, cache: bool = True, verbose: bool = True, **setti
         print(f"selective search: {len(out)} images in {seconds:.1f} s "
               f"({1000 * seconds / max(len(out), 1):.1f} ms per image), "
               f"{np.mean([len(b) for b in out]):.0f} proposals per image")
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, boxes=np.concatenate(out + [np.zeros((0, 4), np.float32)]),
-                                    counts=np.array([len(b) for b in out]))
-            os.replace(tmp, path)
-        except OSError:
-            pass
+    if path is not None:  # atomic, mode 0644, no temporary file left; unwritable: not saved
+        save_npz_atomic(path, boxes=np.concatenate(out + [np.zeros((0, 4), np.float32)]),
+                        counts=np.array([len(b) for b in out]))
     return out, seconds
