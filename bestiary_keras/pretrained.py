@@ -8,7 +8,9 @@
 If the file is there (a machine that once ran ``keras.applications.ResNet50()`` with internet,
 or a file copied into ``$KERAS_HOME/models``), the ImageNet weights are loaded; otherwise one
 message says where the file was expected and how to get it, and the model is built with random
-weights (``weights=None``). The file names are the ones ``keras.applications`` uses
+weights (``weights=None``). A cached file that is corrupt or incomplete (a partial download,
+another network's weights under this name) is treated the same way, and the message says so.
+The file names are the ones ``keras.applications`` uses
 (``keras/src/applications/vgg16.py``, ``vgg19.py``, ``resnet.py``).
 """
 
@@ -17,6 +19,17 @@ from __future__ import annotations
 import os
 
 import keras
+
+__all__ = [
+    "APPLICATIONS",
+    "CACHE_SUBDIR",
+    "cache_dirs",
+    "cached_weights_path",
+    "keras_home",
+    "load_application",
+    "unreadable_weights_problem",
+    "weights_file_name",
+]
 
 APPLICATIONS = {
     # name: (keras.applications attribute, file with top, file without top)
@@ -120,7 +133,9 @@ def load_application(name, **kwargs):
 
     Returns:
         ``(model, loaded)``: the ``keras.Model`` and ``True`` when the ImageNet weights were
-        loaded, ``False`` when the model has random weights because the file is not cached.
+        loaded, ``False`` when the model has random weights because the file is not cached
+        or cannot be used (corrupt, incomplete, another network's weights; see
+        ``unreadable_weights_problem``).
     """
     key = _check_name(name)
     if "weights" in kwargs:
@@ -133,22 +148,65 @@ def load_application(name, **kwargs):
     builder = getattr(keras.applications, builder_name)
     include_top = kwargs.get("include_top", True)
     path = cached_weights_path(key, include_top)
-    if path is None:
-        folder = cache_dirs()[0]
-        file_name = weights_file_name(key, include_top)
-        print(
-            f"ImageNet weights for {builder_name} are not cached at "
-            f"{os.path.join(folder, file_name)}; continuing with random weights. To get them, "
-            f"run `python -c \"import keras; keras.applications.{builder_name}("
-            f"include_top={include_top})\"` on a machine with internet, then copy "
-            f"~/.keras/{CACHE_SUBDIR}/{file_name} from there into {folder}."
-        )
-        return builder(weights=None, **kwargs), False
+    problem = None if path is None else unreadable_weights_problem(path)
+    if path is None or problem is not None:
+        return _random_weights(builder, builder_name, key, include_top, path, problem, kwargs)
     if include_top and kwargs.get("classes", 1000) != 1000:
         raise ValueError(
             f"The ImageNet top of {builder_name} has 1000 classes; got classes="
             f"{kwargs['classes']}. Use include_top=False and add your own head."
         )
     # A path (not "imagenet") makes the builder load that file and skip ``get_file``.
-    model = builder(weights=path, **kwargs)
+    try:
+        model = builder(weights=path, **kwargs)
+    except ValueError as error:
+        # A readable HDF5 file whose layers do not match (another network's weights saved
+        # under this name). Building without weights raises again if the arguments are wrong.
+        if "mismatch" not in str(error).lower():
+            raise
+        return _random_weights(builder, builder_name, key, include_top, path, str(error), kwargs)
     return model, True
+
+
+def unreadable_weights_problem(path):
+    """Why the cached weight file ``path`` cannot be used, or ``None`` when it reads.
+
+    Checks what loading needs without reading the weights themselves: the file opens as HDF5
+    (a truncated or partial download fails here: HDF5 compares the file's length with the one
+    it recorded) and lists its layers (``layer_names``, as ``keras.applications`` files do).
+
+    Returns:
+        ``None``, or one line saying what is wrong with the file.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            if "layer_names" not in file.attrs:
+                return "it holds no Keras weights (no layer_names)"
+            for layer in file.attrs["layer_names"]:
+                layer = layer.decode("utf8") if isinstance(layer, bytes) else str(layer)
+                file[layer].attrs["weight_names"]
+    except (OSError, KeyError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _random_weights(builder, builder_name, key, include_top, path, problem, kwargs):
+    """The model with random weights, after one message saying why and how to get the file."""
+    model = builder(weights=None, **kwargs)
+    folder = cache_dirs()[0]
+    file_name = weights_file_name(key, include_top)
+    expected = os.path.join(folder, file_name)
+    if problem is None:
+        reason, fix = f"are not cached at {expected}", ""
+    else:
+        reason = f"are not cached: the file {path} is corrupt or incomplete ({problem})"
+        fix = "delete that file, "
+    print(
+        f"ImageNet weights for {builder_name} {reason}; continuing with random weights. To get "
+        f"them, {fix}run `python -c \"import keras; keras.applications.{builder_name}("
+        f"include_top={include_top})\"` on a machine with internet, then copy "
+        f"~/.keras/{CACHE_SUBDIR}/{file_name} from there into {folder}."
+    )
+    return model, False

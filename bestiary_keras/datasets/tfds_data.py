@@ -15,6 +15,7 @@ TensorFlow and TFDS are imported inside the functions, so importing this module 
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 
@@ -51,17 +52,83 @@ def tfds_data_dir(data_dir=None) -> str:
                                                         "tensorflow_datasets"))
 
 
-def not_available_message(name: str, data_dir) -> str:
-    """What to run to make dataset ``name`` available in ``data_dir``."""
-    size = _DOWNLOAD_SIZES.get(name.split(":")[0], "see the TFDS catalogue for its size")
+def not_available_message(name: str, data_dir, problem: str | None = None) -> str:
+    """What to run to make dataset ``name`` available in ``data_dir``.
+
+    ``problem``: what is wrong with a copy that is there but partly prepared or corrupt (a
+    missing or cut-short shard, an unreadable ``dataset_info.json``); the message then says
+    to delete that copy first.
+    """
+    base = name.split(":")[0]
+    size = _DOWNLOAD_SIZES.get(base, "see the TFDS catalogue for its size")
+    folder = os.path.join(data_dir, base)
+    if problem is None:
+        state, delete = "is not prepared", ""
+    else:
+        state = f"is only partly prepared or corrupt ({problem})"
+        delete = f"Delete the folder {folder}; then, "
     return (
-        f"TFDS dataset {name!r} is not prepared in {data_dir!r}, and this project never "
-        "downloads at run time. On a machine with internet run\n"
-        f"    tfds build {name.split(':')[0]} --data_dir {data_dir}\n"
-        f"(download {size}), then copy the folder {os.path.join(data_dir, name.split(':')[0])} "
+        f"TFDS dataset {name!r} {state} in {data_dir!r}, and this project never "
+        f"downloads at run time. {delete}On a machine with internet run\n"
+        f"    tfds build {base} --data_dir {data_dir}\n"
+        f"(download {size}), then copy the folder {folder} "
         "to this machine (or set TFDS_DATA_DIR to where it is). To let TFDS download it here, "
         "pass download=True explicitly. See data/README.md."
     )
+
+
+def _count_tfrecords(path: str, limit: int) -> int:
+    """How many whole records the TFRecord file ``path`` holds (reads the 12-byte headers only).
+
+    Stops at ``limit + 1``; a file cut short in its last record counts only the whole ones.
+    """
+    count, offset = 0, 0
+    size = os.path.getsize(path)
+    with open(path, "rb") as file:
+        while offset < size and count <= limit:
+            header = file.read(8)  # uint64 length, then its CRC (4), data, data CRC (4)
+            if len(header) < 8:
+                break
+            offset += 8 + 4 + struct.unpack("<Q", header)[0] + 4
+            if offset > size:
+                break
+            count += 1
+            file.seek(offset)
+    return count
+
+
+def incomplete_data_problem(builder, split) -> str | None:
+    """What is missing from the prepared copy of ``builder``'s dataset for ``split``, or None.
+
+    Checks, without reading any example, that the copy records its splits and that every
+    shard file ``split`` reads is there, whole (each TFRecord shard holds the number of
+    examples ``dataset_info.json`` records for it). A copy that is not on local disk, or a
+    split name the dataset does not have (TFDS says so itself), is not checked.
+    """
+    version_dir = os.fspath(builder.data_dir)
+    if "://" in version_dir or not os.path.isdir(version_dir):
+        return None  # not on local disk, or not there at all (TFDS's own error says so)
+    splits = builder.info.splits
+    if not splits:
+        return f"{version_dir} records no split: dataset_info.json is missing or incomplete"
+    try:
+        instructions = splits[split].file_instructions
+    except Exception:  # noqa: BLE001 - an unknown split: let as_dataset raise its own error
+        return None
+    tfrecord = str(getattr(builder.info.file_format, "value", "")) == "tfrecord"
+    for instruction in instructions:
+        path = os.fspath(instruction.filename)
+        if not os.path.isabs(path):
+            path = os.path.join(version_dir, path)
+        expected = int(instruction.examples_in_shard)
+        if not os.path.isfile(path):
+            return f"the shard {os.path.basename(path)} is missing"
+        if tfrecord:
+            found = _count_tfrecords(path, expected)
+            if found != expected:
+                return (f"the shard {os.path.basename(path)} holds {found} whole records, not "
+                        f"the {expected} recorded: it was cut short")
+    return None
 
 
 def load_tfds(name: str, split, data_dir=None, download: bool = False, **as_dataset_kwargs):
@@ -80,20 +147,33 @@ def load_tfds(name: str, split, data_dir=None, download: bool = False, **as_data
         The ``tf.data.Dataset`` of examples (dicts of features unless ``as_supervised``).
 
     Raises:
-        DatasetNotAvailableError: the data is not in ``data_dir`` and ``download`` is False;
-            the message says which command prepares it.
+        DatasetNotAvailableError: the data is not in ``data_dir`` and ``download`` is False,
+            or the copy there is partly prepared or corrupt (no split recorded, a shard
+            missing or cut short, unreadable metadata); the message says which command
+            prepares it.
     """
     import tensorflow_datasets as tfds
 
     data_dir = tfds_data_dir(data_dir)
-    builder = tfds.builder(name, data_dir=data_dir)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise  # a name TFDS does not know
+    except Exception as error:  # noqa: BLE001 - e.g. a cut-short dataset_info.json
+        if not os.path.isdir(os.path.join(data_dir, name.split(":")[0])):
+            raise
+        problem = f"its metadata cannot be read: {type(error).__name__}"
+        raise DatasetNotAvailableError(not_available_message(name, data_dir, problem)) from error
     if download:
         builder.download_and_prepare()
+    problem = incomplete_data_problem(builder, split)
+    if problem is not None:
+        raise DatasetNotAvailableError(not_available_message(name, data_dir, problem))
     try:
         return builder.as_dataset(split=split, **as_dataset_kwargs)
-    except AssertionError as error:  # TFDS asserts when the data is not there
-        if builder.is_prepared():
-            raise
+    except (AssertionError, KeyError) as error:  # TFDS asserts when the data is not there
+        if builder.is_prepared() and builder.info.splits:
+            raise  # e.g. a split name the dataset does not have
         raise DatasetNotAvailableError(not_available_message(name, data_dir)) from error
 
 
@@ -130,10 +210,18 @@ def _image_size(image_size):
         raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}.") from None
 
 
-def _to_numpy(dataset, max_examples):
+def _to_numpy(dataset, max_examples, name, data_dir):
+    """The examples as NumPy arrays; a shard that cannot be read gives DatasetNotAvailableError."""
+    import tensorflow as tf
+
     if max_examples is not None:
         dataset = dataset.take(int(max_examples))
-    batches = list(dataset.batch(256).as_numpy_iterator())
+    try:
+        batches = list(dataset.batch(256).as_numpy_iterator())
+    except (tf.errors.DataLossError, tf.errors.NotFoundError) as error:  # corrupt or gone
+        problem = f"a record cannot be read: {type(error).__name__}"
+        raise DatasetNotAvailableError(
+            not_available_message(name, tfds_data_dir(data_dir), problem)) from error
     if not batches:
         return None
     return tuple(np.concatenate([b[k] for b in batches]) for k in range(len(batches[0])))
@@ -205,7 +293,7 @@ def load_pets_localization(
     dataset = dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
     if max_examples is not None:
         dataset = dataset.take(int(max_examples))
-    arrays = _to_numpy(dataset.filter(has_box), None)
+    arrays = _to_numpy(dataset.filter(has_box), None, "oxford_iiit_pet", data_dir)
     if arrays is None:
         raise ValueError(
             f"No example of split {split!r} has a head box: only the 'train' split of "
@@ -253,7 +341,7 @@ def load_pets_segmentation(
         return image, tf.cast(mask[..., 0], tf.uint8)
 
     dataset = dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
-    arrays = _to_numpy(dataset, max_examples)
+    arrays = _to_numpy(dataset, max_examples, "oxford_iiit_pet", data_dir)
     if arrays is None:
         raise ValueError(f"Split {split!r} of oxford_iiit_pet is empty.")
     return arrays
