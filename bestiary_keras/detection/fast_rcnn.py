@@ -610,6 +610,18 @@ def fast_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 128
     Returns:
         A ``FastRCNN`` (call ``compile(optimizer=...)`` then ``fit``).
     """
+    if int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1 (object classes K, background not "
+                         f"counted), got num_classes={num_classes!r}.")
+    body_stride = 2 ** max(len(widths) - 1, 0)  # the backbone pools between its stages
+    if int(image_size) != image_size or image_size < body_stride or image_size % body_stride:
+        lower = max(int(image_size) // body_stride * body_stride, body_stride)
+        raise ValueError(
+            f"image_size={image_size!r} must be a multiple of the backbone's stride {body_stride} "
+            f"(2 ** (len(widths) - 1), widths={tuple(widths)}): otherwise its feature map is "
+            "rounded down and RoI pooling scales every box by the wrong factor. Use image_size="
+            f"{lower} or {lower + body_stride}."
+        )
     body = backbone((image_size, image_size, 3), widths, convs_per_stage, name="backbone")
     stride = image_size // body.output.shape[1]
     roi_pool = RoIMaxPooling(pool_size, 1.0 / stride, name="roi_pool")

@@ -90,6 +90,12 @@ def warp_regions(images, boxes, image_index, size: int = 32, context: int = 2):
     return warped.numpy()
 
 
+def _check_num_classes(num_classes):
+    if int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1 (object classes K; the soft-max adds "
+                         f"the background), got num_classes={num_classes!r}.")
+
+
 def region_cnn(num_classes: int, size: int = 32, widths=(16, 32, 64, 128),
                convs_per_stage=(1, 1, 2, 2), fc_units=(256, 128), name="region_cnn"):
     """The R-CNN network: the same conv body as notebooks 04/05, on one warped region.
@@ -106,6 +112,7 @@ def region_cnn(num_classes: int, size: int = 32, widths=(16, 32, 64, 128),
         (flattened conv features)]``; train it on the logits (``compile`` with a loss on the
         first output only, see notebook 03).
     """
+    _check_num_classes(num_classes)
     body = backbone((size, size, 3), widths, convs_per_stage, name="conv")
     inputs = keras.Input((size, size, 3), name="region")
     pool5 = layers.Flatten(name="pool5")(layers.MaxPooling2D(2, name="pool")(body(inputs)))

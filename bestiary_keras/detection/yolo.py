@@ -45,6 +45,7 @@ __all__ = [
     "YoloV1Output",
     "yolo_v1",
     "encode_yolo_v1_targets",
+    "check_object_boxes",
     "count_dropped_objects",
     "safe_sqrt",
     "yolo_v1_loss_terms",
@@ -242,15 +243,55 @@ def _check_square(image_size) -> int:
     return int(image_size)
 
 
-def _valid_objects(boxes, labels):
+def _valid_objects(boxes, labels, image_size: int):
     boxes = np.asarray(boxes, np.float32)
     labels = np.asarray(labels)
     if boxes.ndim != 3 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must have shape (N, M, 4), got {boxes.shape}.")
     if labels.shape != boxes.shape[:2]:
         raise ValueError(f"labels must have shape {boxes.shape[:2]} (N, M), got {labels.shape}.")
+    check_object_boxes(boxes, labels, image_size)
     area = geometry.box_area(boxes)
     return boxes, labels, (labels >= 0) & (area > 0)
+
+
+def check_object_boxes(boxes, labels, image_size: int) -> None:
+    """Refuses object boxes that a target encoder would drop or misplace without a word.
+
+    Padding (label -1) is not looked at, nor are objects of zero area (``x_max == x_min``, as
+    a crop leaves an object it cut away): the encoders skip those.
+
+    Args:
+        boxes: float ``(N, M, 4)`` boxes, meant as xyxy pixels.
+        labels: int ``(N, M)`` class indices, -1 for padding.
+        image_size: side of the square image the boxes belong to.
+
+    Raises:
+        ValueError: an object's box has ``x_max < x_min`` or ``y_max < y_min`` (its area would
+            count as 0 and it would be skipped: boxes given as centre/size, not xyxy), or an
+            encoded box lies wholly outside the image (its centre's cell does not exist).
+    """
+    boxes, objects = np.asarray(boxes, np.float32), np.asarray(labels) >= 0
+    inverted = objects & ((boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1]))
+    if inverted.any():
+        n, m = np.argwhere(inverted)[0]
+        raise ValueError(
+            f"boxes[{n}, {m}] = {boxes[n, m].tolist()} has x_max < x_min or y_max < y_min "
+            f"({int(inverted.sum())} such object box(es)): boxes must be xyxy, "
+            "[x_min, y_min, x_max, y_max] in pixels. Convert centre/size boxes with "
+            "geometry.cxcywh_to_xyxy; give padding slots the label -1."
+        )
+    valid = objects & (geometry.box_area(boxes) > 0)
+    outside = valid & ((boxes[..., 2] <= 0) | (boxes[..., 3] <= 0)
+                       | (boxes[..., 0] >= image_size) | (boxes[..., 1] >= image_size))
+    if outside.any():
+        n, m = np.argwhere(outside)[0]
+        raise ValueError(
+            f"boxes[{n}, {m}] = {boxes[n, m].tolist()} lies wholly outside the {image_size}x"
+            f"{image_size} image ({int(outside.sum())} such object box(es)): boxes must be in "
+            f"pixels of the image_size={image_size} input. Resize the boxes with their images, "
+            "or drop those objects (label -1)."
+        )
 
 
 def encode_yolo_v1_targets(boxes, labels, image_size: int, grid_size: int,
@@ -262,7 +303,8 @@ def encode_yolo_v1_targets(boxes, labels, image_size: int, grid_size: int,
     a fraction of the image, and the class one-hot. A cell holds one object only: when several
     centres fall in the same cell, the largest box is kept (YOLO v1's known weakness with
     small objects in groups, see ``count_dropped_objects``). Padding (label -1) and zero-area
-    boxes are skipped.
+    boxes are skipped; an object box that is not xyxy (``x_max < x_min``: centre/size boxes)
+    or lies wholly outside the image is refused (``check_object_boxes``).
 
     Args:
         boxes: ``(N, M, 4)`` xyxy pixel boxes (the scene generator's).
@@ -275,7 +317,7 @@ def encode_yolo_v1_targets(boxes, labels, image_size: int, grid_size: int,
         float32 ``(N, S, S, 5 + C)``: ``[has_object, x, y, w, h, one-hot]`` per cell.
     """
     image_size = _check_square(image_size)
-    boxes, labels, valid = _valid_objects(boxes, labels)
+    boxes, labels, valid = _valid_objects(boxes, labels, image_size)
     if np.any(labels[valid] >= num_classes):
         raise ValueError(f"labels go up to {labels.max()}, beyond num_classes={num_classes}.")
     cell = image_size / grid_size
@@ -299,7 +341,7 @@ def encode_yolo_v1_targets(boxes, labels, image_size: int, grid_size: int,
 def count_dropped_objects(boxes, labels, image_size: int, grid_size: int) -> int:
     """How many objects lose their cell to a larger one (their centres share a cell)."""
     image_size = _check_square(image_size)
-    boxes, labels, valid = _valid_objects(boxes, labels)
+    boxes, labels, valid = _valid_objects(boxes, labels, image_size)
     cell = image_size / grid_size
     centre = geometry.xyxy_to_cxcywh(boxes)[..., :2]
     cells = np.minimum((centre // cell).astype(int), grid_size - 1)

@@ -87,6 +87,23 @@ def _sizes(values, name):
     return values
 
 
+def _anchor_shapes(anchors):
+    """``(A, 2)`` anchor widths and heights, refused unless all are finite and > 0."""
+    anchors = _sizes(anchors, "anchors")
+    if len(anchors) == 0:
+        raise ValueError("anchors is empty: give at least one (width, height) in pixels, e.g. "
+                         "anchors=((16, 16), (22, 22)) or kmeans_anchors(...)[0].")
+    bad = ~np.isfinite(anchors).all(axis=1) | (anchors <= 0).any(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"anchors must be positive, finite widths and heights in pixels, got "
+            f"{anchors[bad].tolist()} in anchors={anchors.tolist()}: a predicted size is "
+            "anchor * exp(t) and the loss takes log(w / anchor), NaN for anchors <= 0. Use the "
+            "absolute sizes, e.g. from kmeans_anchors or anchors_from_scales."
+        )
+    return anchors
+
+
 def shape_iou(sizes, anchors) -> np.ndarray:
     """IoU of box shapes, boxes aligned on a common centre: ``(n, 2)``, ``(k, 2)`` -> ``(n, k)``.
 
@@ -159,15 +176,42 @@ class SpaceToDepth(layers.Layer):
     (``tf.nn.space_to_depth``): output channel ``(i * b + j) * C + c`` holds input pixel
     ``(b y + i, b x + j)``, channel ``c``. Written with ``keras.ops`` so that it works for any
     backend and any input size divisible by ``b`` (multi-scale training).
+
+    ``input_stride``: image pixels per position of the input map (4 for YOLOv2's passthrough),
+    used only to say which image sizes work when a map of known size does not divide into
+    blocks (``yolo_v2`` on a 60x60 image: "multiples of 8, use 56 or 64").
     """
 
-    def __init__(self, block_size: int = 2, **kwargs):
+    def __init__(self, block_size: int = 2, input_stride: int = 1, **kwargs):
         super().__init__(**kwargs)
         if int(block_size) < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size!r}.")
+        if int(input_stride) < 1:
+            raise ValueError(f"input_stride must be >= 1, got {input_stride!r}.")
         self.block_size = int(block_size)
+        self.input_stride = int(input_stride)
+
+    def _check_size(self, height, width):
+        """A ValueError naming the image sizes that work, when a known side is not divisible."""
+        b, s = self.block_size, self.input_stride
+        bad = [(axis, n) for axis, n in (("height", height), ("width", width))
+               if n is not None and n % b]
+        if not bad:
+            return
+        multiple = b * s
+        where = "the input's" if s == 1 else f"this map has stride {s}, so the input image's"
+        nearest = ", ".join(
+            f"{max(n * s // multiple * multiple, multiple)} or "
+            f"{(n * s // multiple + 1) * multiple} for the {axis} (about {n * s} now)"
+            for axis, n in bad)
+        raise ValueError(
+            f"SpaceToDepth({b}) of layer {self.name!r} got a {height}x{width} map, not divisible "
+            f"into {b}x{b} blocks: {where} height and width must be multiples of {multiple}. "
+            f"Resize or crop to the nearest valid sizes: {nearest}."
+        )
 
     def call(self, x):
+        self._check_size(x.shape[1], x.shape[2])  # static sizes only (eager calls, fixed shapes)
         b = self.block_size
         shape = ops.shape(x)
         height, width, channels = shape[1] // b, shape[2] // b, x.shape[-1]
@@ -183,7 +227,7 @@ class SpaceToDepth(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(block_size=self.block_size)
+        config.update(block_size=self.block_size, input_stride=self.input_stride)
         return config
 
 
@@ -269,7 +313,7 @@ def yolo_v2(num_classes: int = 3, anchors=((16.0, 16.0), (22.0, 22.0), (28.0, 28
         A ``keras.Model`` from images ``(N, H, W, 3)`` (pixel values in [0, 255], any ``H, W``
         divisible by 8) to raw predictions ``(N, H/8, W/8, A, 5 + C)``.
     """
-    anchors = _sizes(anchors, "anchors")
+    anchors = _anchor_shapes(anchors)
     num_anchors = len(anchors)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes!r}.")
@@ -296,7 +340,7 @@ def yolo_v2(num_classes: int = 3, anchors=((16.0, 16.0), (22.0, 22.0), (28.0, 28
                 "darknet_backbone); this one returns only its last feature map."
             )
         p = yolo.conv_block(fine, passthrough_filters, 1, batch_norm=True, name="passthrough_conv")
-        p = SpaceToDepth(2, name="passthrough_reorg")(p)
+        p = SpaceToDepth(2, input_stride=4, name="passthrough_reorg")(p)
         x = layers.Concatenate(name="passthrough_concat")([p, x])
     x = yolo.conv_block(x, head_filters, 3, batch_norm=True, name="head_conv2")
     depth = 5 + num_classes
@@ -352,9 +396,11 @@ def encode_yolo_v2_targets(boxes, labels, image_size: int, anchors, num_classes:
         float32 ``(N, S, S, A, 5 + C)`` with ``S = image_size / stride``:
         ``[has_object, x_min, y_min, x_max, y_max (pixels), one-hot]`` at the responsible
         (cell, anchor), zeros elsewhere. When two objects want the same (cell, anchor), the
-        larger one is kept.
+        larger one is kept. Padding (label -1) and zero-area boxes are skipped; object boxes
+        that are not xyxy or lie wholly outside the image are refused
+        (``yolo.check_object_boxes``).
     """
-    anchors = _sizes(anchors, "anchors")
+    anchors = _anchor_shapes(anchors)
     image_size = int(image_size)
     if image_size % stride:
         raise ValueError(
@@ -366,6 +412,7 @@ def encode_yolo_v2_targets(boxes, labels, image_size: int, anchors, num_classes:
     if boxes.ndim != 3 or labels.shape != boxes.shape[:2]:
         raise ValueError(f"boxes must be (N, M, 4) and labels (N, M), got {boxes.shape} and "
                          f"{labels.shape}.")
+    yolo.check_object_boxes(boxes, labels, image_size)  # xyxy, not wholly outside the image
     grid = image_size // stride
     targets = np.zeros((len(boxes), grid, grid, len(anchors), 5 + num_classes), np.float32)
     area = geometry.box_area(boxes)
@@ -452,7 +499,7 @@ def yolo_v2_loss_terms(y_true, y_pred, anchors, *, stride: int = 8, location: st
     _check_location(location)
     y_true = ops.cast(ops.convert_to_tensor(y_true), "float32")
     y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
-    anchors = _sizes(anchors, "anchors")
+    anchors = _anchor_shapes(anchors)
     pred_boxes, cell = _decode_ops(y_pred, anchors, stride, location)
     responsible = y_true[..., 0]
     true_boxes = y_true[..., 1:5]
@@ -509,7 +556,7 @@ class YoloV2Loss(keras.losses.Loss):
                  **kwargs):
         super().__init__(name=name, **kwargs)
         _check_location(location)
-        self.anchors = _sizes(anchors, "anchors")
+        self.anchors = _anchor_shapes(anchors)
         self.stride = int(stride)
         self.location = location
         self.lambda_coord = float(lambda_coord)
@@ -550,7 +597,7 @@ def decode_yolo_v2(predictions, anchors, *, stride: int = 8, location: str = "di
     predictions = np.asarray(keras.ops.convert_to_numpy(predictions), np.float32)
     if predictions.ndim != 5:
         raise ValueError(f"predictions must be (N, S, S, A, 5 + C), got {predictions.shape}.")
-    boxes, _ = _decode_ops(predictions, _sizes(anchors, "anchors"), stride, location)
+    boxes, _ = _decode_ops(predictions, _anchor_shapes(anchors), stride, location)
     n = len(predictions)
     size = predictions.shape[1] * stride if image_size is None else image_size
     boxes = box_ops.clip_boxes(np.asarray(keras.ops.convert_to_numpy(boxes)).reshape(n, -1, 4),
@@ -722,7 +769,7 @@ def build_ablation_detector(config: dict, *, num_classes: int, hand_anchors, kme
         return model, loss, encode, detect
     if config["head"] != "anchors":
         raise ValueError(f"config['head'] must be 'dense' or 'anchors', got {config['head']!r}.")
-    anchors = _sizes(kmeans_anchors if config["priors"] == "kmeans" else hand_anchors, "anchors")
+    anchors = _anchor_shapes(kmeans_anchors if config["priors"] == "kmeans" else hand_anchors)
     location = config["location"]
     model = yolo_v2(num_classes, anchors, backbone=backbone, passthrough=config["passthrough"])
     loss = YoloV2Loss(anchors, location=location)

@@ -4,8 +4,8 @@
 - ``instances_from_foreground``: cells recovered from a predicted foreground mask (connected
   components, then grown back over the separating gaps), as the U-Net paper does.
 - ``instance_scores``: scikit-image's ``adapted_rand_error`` (the ISBI 2012 challenge's "Rand
-  error") and ``variation_of_information`` (split and merge parts), averaged over images, plus
-  the share of true cells matched by one predicted cell with IoU > 0.5.
+  error") and ``variation_of_information`` (split and merge parts), averaged over the images
+  that contain cells, plus the share of true cells matched by one predicted cell with IoU > 0.5.
 - ``mean_iou``: per-class IoU with ``keras.metrics.MeanIoU`` (notebooks 09 and 10).
 """
 
@@ -14,6 +14,14 @@ from __future__ import annotations
 import keras
 import numpy as np
 from skimage import measure, metrics, segmentation
+
+__all__ = [
+    "foreground_iou",
+    "instance_scores",
+    "instances_from_foreground",
+    "matched_fraction",
+    "mean_iou",
+]
 
 
 def foreground_iou(predicted, true) -> float:
@@ -86,6 +94,13 @@ def instance_scores(true_instances, predicted_instances) -> dict:
         and H(true | predicted), the *merge* part, large when touching cells are fused), both
         on the true cells' pixels (the true background is ignored, as in the ISBI challenge;
         false positives there are what the foreground IoU counts), and the share of true cells matched with IoU > 0.5 (``matched_fraction``).
+
+        An image without any true cell has no pixel these scores look at: its scores are
+        undefined (skimage gives NaN), so it is left out of every average (``matched`` too),
+        and its false positives are left to the foreground IoU.
+
+    Raises:
+        ValueError: no image has a true cell (nothing to score), or the shapes differ.
     """
     true_instances = np.asarray(true_instances)
     predicted_instances = np.asarray(predicted_instances)
@@ -96,9 +111,18 @@ def instance_scores(true_instances, predicted_instances) -> dict:
         true_instances, predicted_instances = true_instances[None], predicted_instances[None]
     rows = []
     for true, predicted in zip(true_instances, predicted_instances):
+        if not true.any():
+            continue  # no true cell: undefined scores, left out of the averages
         are = metrics.adapted_rand_error(true, predicted)[0]
         split, merge = metrics.variation_of_information(true, predicted, ignore_labels=(0,))
         rows.append((are, split, merge, matched_fraction(true, predicted)))
+    if not rows:
+        raise ValueError(
+            f"true_instances has no cell in any of its {len(true_instances)} image(s): the "
+            "instance scores are measured on the true cells' pixels and are undefined here. "
+            "Score images that contain cells (foreground_iou measures the false positives on "
+            "empty ones)."
+        )
     are, split, merge, matched = np.mean(rows, axis=0)
     return {"adapted_rand_error": float(are), "voi_split": float(split),
             "voi_merge": float(merge), "voi": float(split + merge), "matched": float(matched)}

@@ -26,6 +26,18 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from bestiary_keras.segmentation.unet import check_channels_and_classes
+
+__all__ = [
+    "basic_residual_block",
+    "chained_residual_pooling",
+    "multi_resolution_fusion",
+    "refine_block",
+    "refinenet",
+    "residual_conv_unit",
+    "residual_encoder",
+]
+
 
 def residual_conv_unit(x, filters, *, batch_norm=False, name):
     """RCU: ``x + conv(relu(conv(relu(x))))`` with 3x3 convolutions.
@@ -191,10 +203,14 @@ def refinenet(
     if not (len(encoder_filters) == len(encoder_blocks) == len(refine_filters)):
         raise ValueError(f"encoder_filters {encoder_filters}, encoder_blocks {encoder_blocks} and "
                          f"refine_filters {refine_filters} need one entry per encoder stage.")
+    if int(stem_stride) != stem_stride or stem_stride < 1:
+        raise ValueError(f"stem_stride must be an int >= 1 (4 in ResNet, 2 for small images, 1 for "
+                         f"no downsampling in the stem), got stem_stride={stem_stride!r}.")
     factor = stem_stride * 2 ** (len(encoder_filters) - 1)
     if len(input_shape) != 3 or any(s is None or s % factor for s in input_shape[:2]):
         raise ValueError(f"input height and width must be known and divisible by {factor} "
                          f"(stem stride x 2 ** (stages - 1)), got input_shape {input_shape!r}.")
+    check_channels_and_classes(input_shape, num_classes)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     features = residual_encoder(inputs, encoder_filters, encoder_blocks, stem_stride=stem_stride)
     x = None

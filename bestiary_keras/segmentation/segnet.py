@@ -22,6 +22,16 @@ import keras
 import numpy as np
 from keras import layers
 
+from bestiary_keras.segmentation.unet import check_channels_and_classes
+
+__all__ = [
+    "MaxPoolingWithArgmax2D",
+    "MaxUnpooling2D",
+    "conv_bn_relu",
+    "decoder_memory",
+    "segnet",
+]
+
 
 def _tf():
     import tensorflow as tf
@@ -179,6 +189,7 @@ def segnet(
     if len(input_shape) != 3 or input_shape[0] is None or input_shape[1] is None:
         raise ValueError(f"input_shape must be (height, width, channels) with known height and "
                          f"width, got {input_shape!r}.")
+    check_channels_and_classes(input_shape, num_classes)
     if min(input_shape[:2]) < 2 ** len(filters):
         raise ValueError(f"input size {input_shape[:2]} is smaller than 2**{len(filters)}: "
                          "use fewer blocks or a larger input.")

@@ -27,6 +27,19 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+__all__ = [
+    "PADDINGS",
+    "check_channels_and_classes",
+    "count_conv_layers",
+    "crop_shape",
+    "double_conv",
+    "nearest_valid_input_sizes",
+    "unet",
+    "unet_output_size",
+    "up_block",
+    "valid_input_sizes",
+]
+
 PADDINGS = ("valid", "same")
 
 
@@ -34,6 +47,25 @@ def _check_depth(depth):
     if int(depth) != depth or depth < 1:
         raise ValueError(f"depth must be a positive integer (number of poolings), got {depth!r}.")
     return int(depth)
+
+
+def check_channels_and_classes(input_shape, num_classes) -> None:
+    """Refuses a ``(height, width, channels)`` input without channels and ``num_classes < 1``.
+
+    Shared by the builders of this family (``unet``, ``segnet``, ``refinenet``), which would
+    otherwise build a model without input channels or fail inside Keras ("filters=0").
+    """
+    if int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(
+            f"num_classes must be an int >= 1 (the output channels, background included: 2 "
+            f"for cell / background), got num_classes={num_classes!r}."
+        )
+    channels = input_shape[-1]
+    if channels is None or int(channels) != channels or channels < 1:
+        raise ValueError(
+            f"input_shape must end with the number of image channels, an int >= 1 (1 for grey, "
+            f"3 for colour images), got input_shape={tuple(input_shape)!r}."
+        )
 
 
 def unet_output_size(input_size: int, depth: int = 4, padding: str = "valid") -> int | None:
@@ -182,6 +214,7 @@ def unet(
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
+    check_channels_and_classes(input_shape, num_classes)
     if int(filters) != filters or filters < 1:
         raise ValueError(f"filters must be a positive integer, got {filters!r}.")
     for axis, size in zip(("height", "width"), input_shape[:2]):
