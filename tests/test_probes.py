@@ -357,9 +357,12 @@ def test_target_encoders_refuse_centre_size_and_outside_boxes(encoder):
                                          r"< x_min.*must be xyxy.*cxcywh_to_xyxy"):
         encode(centre_size, labels)  # was: silently dropped (area 0)
     outside = np.array([[[10, 10, 20, 20], [70, 5, 90, 20]]], np.float32)
-    with pytest.raises(ValueError, match=r"boxes\[0, 1\].*wholly outside the 64x64 image.*"
+    with pytest.raises(ValueError, match=r"boxes\[0, 1\].*centre outside the 64x64 image.*"
                                          "image_size=64"):
         encode(outside, labels)  # was: encoded in the last column
+    mostly_outside = np.array([[[10, 10, 20, 20], [-20, 10, 4, 20]]], np.float32)
+    with pytest.raises(ValueError, match="wholly \\(or mostly\\) outside"):
+        encode(mostly_outside, labels)  # was: encoded in the last column, on the other edge
     # still accepted: padding with any box, zero-area objects (cut away by a crop), boxes that
     # reach past the border
     fine = np.array([[[10, 10, 20, 20], [64, 5, 64, 20], [50, 50, 70, 70], [9, 9, 1, 1]]],

@@ -268,8 +268,9 @@ def check_object_boxes(boxes, labels, image_size: int) -> None:
 
     Raises:
         ValueError: an object's box has ``x_max < x_min`` or ``y_max < y_min`` (its area would
-            count as 0 and it would be skipped: boxes given as centre/size, not xyxy), or an
-            encoded box lies wholly outside the image (its centre's cell does not exist).
+            count as 0 and it would be skipped: boxes given as centre/size, not xyxy), or the
+            centre of an encoded box lies outside the image (a box wholly or mostly outside:
+            no cell holds it; it used to land in a cell on the opposite edge).
     """
     boxes, objects = np.asarray(boxes, np.float32), np.asarray(labels) >= 0
     inverted = objects & ((boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1]))
@@ -282,15 +283,16 @@ def check_object_boxes(boxes, labels, image_size: int) -> None:
             "geometry.cxcywh_to_xyxy; give padding slots the label -1."
         )
     valid = objects & (geometry.box_area(boxes) > 0)
-    outside = valid & ((boxes[..., 2] <= 0) | (boxes[..., 3] <= 0)
-                       | (boxes[..., 0] >= image_size) | (boxes[..., 1] >= image_size))
+    centre = (boxes[..., :2] + boxes[..., 2:]) / 2.0
+    outside = valid & ((centre < 0) | (centre > image_size)).any(axis=-1)
     if outside.any():
         n, m = np.argwhere(outside)[0]
         raise ValueError(
-            f"boxes[{n}, {m}] = {boxes[n, m].tolist()} lies wholly outside the {image_size}x"
-            f"{image_size} image ({int(outside.sum())} such object box(es)): boxes must be in "
-            f"pixels of the image_size={image_size} input. Resize the boxes with their images, "
-            "or drop those objects (label -1)."
+            f"boxes[{n}, {m}] = {boxes[n, m].tolist()} has its centre outside the {image_size}x"
+            f"{image_size} image, so no grid cell can hold it: the box lies wholly (or mostly) "
+            f"outside ({int(outside.sum())} such object box(es)). Boxes must be in pixels of the "
+            f"image_size={image_size} input: resize them with their images, clip them "
+            "(geometry.clip_boxes), or drop those objects (label -1)."
         )
 
 
@@ -304,7 +306,7 @@ def encode_yolo_v1_targets(boxes, labels, image_size: int, grid_size: int,
     centres fall in the same cell, the largest box is kept (YOLO v1's known weakness with
     small objects in groups, see ``count_dropped_objects``). Padding (label -1) and zero-area
     boxes are skipped; an object box that is not xyxy (``x_max < x_min``: centre/size boxes)
-    or lies wholly outside the image is refused (``check_object_boxes``).
+    or whose centre lies outside the image is refused (``check_object_boxes``).
 
     Args:
         boxes: ``(N, M, 4)`` xyxy pixel boxes (the scene generator's).

@@ -397,7 +397,7 @@ def encode_yolo_v2_targets(boxes, labels, image_size: int, anchors, num_classes:
         ``[has_object, x_min, y_min, x_max, y_max (pixels), one-hot]`` at the responsible
         (cell, anchor), zeros elsewhere. When two objects want the same (cell, anchor), the
         larger one is kept. Padding (label -1) and zero-area boxes are skipped; object boxes
-        that are not xyxy or lie wholly outside the image are refused
+        that are not xyxy or whose centre lies outside the image are refused
         (``yolo.check_object_boxes``).
     """
     anchors = _anchor_shapes(anchors)
@@ -412,7 +412,7 @@ def encode_yolo_v2_targets(boxes, labels, image_size: int, anchors, num_classes:
     if boxes.ndim != 3 or labels.shape != boxes.shape[:2]:
         raise ValueError(f"boxes must be (N, M, 4) and labels (N, M), got {boxes.shape} and "
                          f"{labels.shape}.")
-    yolo.check_object_boxes(boxes, labels, image_size)  # xyxy, not wholly outside the image
+    yolo.check_object_boxes(boxes, labels, image_size)  # xyxy, centre inside the image
     grid = image_size // stride
     targets = np.zeros((len(boxes), grid, grid, len(anchors), 5 + num_classes), np.float32)
     area = geometry.box_area(boxes)
