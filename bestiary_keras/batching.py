@@ -201,10 +201,35 @@ class GatheredBatches(keras.utils.PyDataset):
             raise IndexError(f"batch index {i} out of range [0, {self.steps}).")
         positions = np.arange(i * self.batch_size, (i + 1) * self.batch_size)
         x = [self._take(source, positions) for source in self._inputs]
-        x = x[0] if self._single else x
+        x = x[0] if self._single else tuple(x)  # Keras takes several inputs as a tuple
         if self._targets is None:
             return (x,)
         return x, self._take(self._targets, positions)
+
+    def dataset(self):
+        """The same batches as a ``tf.data.Dataset`` with static shapes, in order.
+
+        Keras feeds a ``PyDataset`` with the batch dimension unknown (``None``), which some
+        layers cannot trace (LIFT's crop-and-rotate); this pipeline keeps every batch's shape,
+        prefetches two batches and runs with ``fixed_tf_data_options()``.
+        """
+        import tensorflow as tf
+
+        sample = self[0]
+        flat = tf.nest.flatten(sample)
+        dtypes = [tf.as_dtype(np.asarray(a).dtype) for a in flat]
+
+        def load(i):
+            return [np.asarray(a) for a in tf.nest.flatten(self[int(i)])]
+
+        def fetch(i):
+            values = tf.numpy_function(load, [i], dtypes, stateful=False)
+            for value, example in zip(values, flat):
+                value.set_shape(np.shape(example))
+            return tf.nest.pack_sequence_as(sample, values)
+
+        dataset = tf.data.Dataset.range(self.steps).map(fetch).prefetch(2)
+        return dataset.with_options(fixed_tf_data_options())
 
 
 def fixed_tf_data_options():

@@ -91,9 +91,11 @@ def test_gathered_batches_equal_the_materialised_arrays():
         model.fit(*data, verbose=0, **fit_kwargs)
         return model.get_weights()
     gathered = fitted((GatheredBatches(x, y, batch_size=4, order=order),), shuffle=False)
+    as_dataset = fitted((GatheredBatches(x, y, batch_size=4, order=order).dataset(),))
     materialised = fitted((x[order], y[order]), batch_size=4, shuffle=False)
-    for a, b in zip(gathered, materialised):
-        np.testing.assert_allclose(a, b, rtol=1e-6)
+    for a, b, c in zip(gathered, as_dataset, materialised):
+        np.testing.assert_allclose(a, c, rtol=1e-6)
+        np.testing.assert_allclose(b, c, rtol=1e-6)
 
 
 def test_gathered_batches_check_lengths():
@@ -103,3 +105,21 @@ def test_gathered_batches_check_lengths():
         GatheredBatches([np.zeros(5), (np.zeros(9), np.arange(6))], batch_size=2)
     with pytest.raises(ValueError, match="batch_size"):
         GatheredBatches(np.zeros(5), batch_size=0)
+
+
+def test_gathered_batches_feed_a_model_with_several_inputs():
+    import keras
+
+    from bestiary_keras.batching import GatheredBatches
+
+    a, b = keras.Input((3,)), keras.Input((3,))
+    model = keras.Model([a, b], keras.layers.Dense(1)(keras.layers.Concatenate()([a, b])))
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((8, 3), np.float32)
+    batches = GatheredBatches([x, (x, np.arange(8)[::-1])], np.zeros(8, np.float32), batch_size=4)
+    history = model.fit(batches, shuffle=False, verbose=0)
+    assert len(history.history["loss"]) == 1
+    # the tf.data form keeps the batch dimension static (4), which the PyDataset form does not
+    spec = batches.dataset().element_spec
+    assert spec[0][0].shape == (4, 3) and spec[1].shape == (4,)
+    assert len(model.fit(batches.dataset(), verbose=0).history["loss"]) == 1
