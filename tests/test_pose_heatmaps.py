@@ -165,6 +165,11 @@ def test_draw_skeleton():
     np.testing.assert_allclose(ax.lines[0].get_xdata(), [9.5, 9.5])  # pixel centres shift
     plots.draw_skeleton(ax, np.stack([kp, kp]), colors="white")
     assert len(ax.lines) == 9
+    kp[3, 2] = 1  # a hidden elbow gets a black marker
+    ax2 = plt.subplots()[1]
+    plots.draw_skeleton(ax2, kp)
+    assert [len(c.get_offsets()) for c in ax2.collections] == [3, 1]
+    assert ax2.collections[1].get_facecolors()[0][:3].tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match="limbs"):
         plots.draw_skeleton(ax, kp[:3])
     plt.close(fig)

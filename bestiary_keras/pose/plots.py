@@ -28,7 +28,7 @@ def limb_colors(limbs=LIMBS, joint_names=JOINT_NAMES) -> list[str]:
 
 
 def draw_skeleton(ax, keypoints, limbs=LIMBS, colors=None, *, linewidth=1.5, markersize=12,
-                  min_visibility: float = 1e-6, linestyle="-"):
+                  min_visibility: float = 1e-6, linestyle="-", mark_hidden: bool = True):
     """Draws one or several skeletons on ``ax`` (an ``imshow`` axis).
 
     Args:
@@ -38,6 +38,8 @@ def draw_skeleton(ax, keypoints, limbs=LIMBS, colors=None, *, linewidth=1.5, mar
         limbs: ``(parent, child)`` pairs.
         colors: one colour per limb (default ``limb_colors``), or one colour for all.
         linestyle: e.g. ``"--"`` for predictions next to a solid ground truth.
+        mark_hidden: joints whose third value is exactly 1 (COCO: labelled but hidden) get a
+            black marker, the others a white one; pass False for scores.
 
     Returns:
         ``ax``.
@@ -63,8 +65,11 @@ def draw_skeleton(ax, keypoints, limbs=LIMBS, colors=None, *, linewidth=1.5, mar
                 ax.plot([person[a, 0] - 0.5, person[b, 0] - 0.5],
                         [person[a, 1] - 0.5, person[b, 1] - 0.5], color=color,
                         linewidth=linewidth, linestyle=linestyle, solid_capstyle="round")
-        ax.scatter(person[shown, 0] - 0.5, person[shown, 1] - 0.5, s=markersize, c="white",
-                   edgecolors="black", linewidths=0.5, zorder=3)
+        hidden = shown & (person[:, 2] == 1) if mark_hidden and person.shape[1] == 3 else shown & False
+        for pick, face in ((shown & ~hidden, "white"), (hidden, "black")):
+            ax.scatter(person[pick, 0] - 0.5, person[pick, 1] - 0.5, s=markersize, c=face,
+                       edgecolors="white" if face == "black" else "black", linewidths=0.5,
+                       zorder=3)
     return ax
 
 
@@ -95,9 +100,7 @@ def show_poses(images, keypoints, predictions=None, *, ncols=8, titles=None, tit
         ax.imshow(_as_display(images[k]))
         draw_skeleton(ax, keypoints[k], linewidth=1.2, markersize=6)
         if predictions is not None:
-            pred = np.asarray(predictions[k], np.float32).copy()
-            if pred.shape[-1] == 3:
-                pred[..., 2] = 1.0
+            pred = np.asarray(predictions[k], np.float32)[..., :2]  # scores: draw every joint
             draw_skeleton(ax, pred, colors="white", linewidth=1.0, markersize=4, linestyle="--")
         if titles is not None:
             ax.set_title(titles[k], fontsize=8)
