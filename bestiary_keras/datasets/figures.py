@@ -31,13 +31,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from bestiary_keras.datasets import photos as _photos
+from bestiary_keras.datasets.cache import save_npz_atomic
 from bestiary_keras.datasets.scenes import _pair, cache_dir
 from bestiary_keras.datasets.shapes import random_colour
 
@@ -385,17 +384,10 @@ def _load_cached(path: Path):
 
 
 def _save_cached(path: Path, figures: FigureSet) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, images=figures.images, keypoints=figures.keypoints,
-                                num_people=figures.num_people, boxes=figures.boxes,
-                                masks_packed=np.packbits(figures.person_masks, axis=-1))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)  # atomic: parallel writers never see half a file
-    except OSError:
-        pass  # a read-only cache is not an error
+    # a cache that cannot be written is not an error: the figures were generated anyway
+    save_npz_atomic(path, images=figures.images, keypoints=figures.keypoints,
+                    num_people=figures.num_people, boxes=figures.boxes,
+                    masks_packed=np.packbits(figures.person_masks, axis=-1))
 
 
 # ----------------------------------------------------------------------------- public API
