@@ -59,3 +59,22 @@ def test_report_checks_threshold_and_writes_jsonl(tmp_path, monkeypatch, capsys)
     assert [r["passed"] for r in records] == [True, True, False, False]
     assert records[0]["headline"] is True
     assert "(required >= 0.8: ok)" in capsys.readouterr().out
+
+
+def test_runner_metrics_reads_the_run_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "ci-seed3"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps({"profile": "ci", "seed": 3, "notebooks": [
+        {"notebook": "03_rcnn.ipynb", "status": "passed",
+         "metrics": [{"name": "mAP@0.5", "value": 0.5}, {"name": "ms per image", "value": 90}]},
+        {"notebook": "04_fast_rcnn.ipynb", "status": "failed", "metrics": []},
+        {"notebook": "05_faster_rcnn.ipynb", "status": "pending", "metrics": []},
+    ]}))
+    found = runtime.runner_metrics(("03", "04", "05"), run_dir=folder)
+    assert set(found) == {"03"} and found["03"]["seed"] == 3
+    assert found["03"]["metrics"] == {"mAP@0.5": 0.5, "ms per image": 90}
+    # inside a run, the runner names the folder (bestiary run --results DIR is honoured)
+    monkeypatch.setenv("BESTIARY_RUN_DIR", str(folder))
+    assert set(runtime.runner_metrics(["03"])) == {"03"}
+    monkeypatch.setenv("BESTIARY_RUN_DIR", str(tmp_path / "missing"))
+    assert runtime.runner_metrics(["03"]) == {}

@@ -1,7 +1,6 @@
 """YOLOv2 (notebook 07): k-means priors, space-to-depth, targets, the loss against hand-computed
-numbers, decoding, the builder at several input sizes, and reading the runner's results."""
+numbers, decoding and the builder at several input sizes."""
 
-import json
 import math
 
 import keras
@@ -201,24 +200,6 @@ def test_backbone_classifier_shares_the_backbone():
     shared = {id(w) for w in backbone.weights}
     assert shared <= {id(w) for w in classifier.weights}
     assert shared <= {id(w) for w in detector.weights}
-
-
-# ----------------------------------------------------------------------------- runner results
-def test_runner_metrics_reads_summary_and_fresher_jsonl(tmp_path):
-    folder = tmp_path / "ci"
-    folder.mkdir()
-    (folder / "summary.json").write_text(json.dumps({"profile": "ci", "seed": 0, "notebooks": [
-        {"notebook": "03_rcnn.ipynb", "status": "passed",
-         "metrics": [{"name": "mAP@0.5", "value": 0.5}, {"name": "ms per image", "value": 90}]},
-        {"notebook": "04_fast_rcnn.ipynb", "status": "failed", "metrics": []},
-    ]}))
-    (folder / "05_faster_rcnn.metrics.jsonl").write_text(
-        json.dumps({"name": "mAP@0.5", "value": 0.9, "seed": 1}) + "\n")
-    found = yolov2.runner_metrics("ci", results_dir=tmp_path)
-    assert set(found) == {"03", "05"}
-    assert found["03"]["metrics"] == {"mAP@0.5": 0.5, "ms per image": 90}
-    assert found["05"]["metrics"]["mAP@0.5"] == 0.9 and found["05"]["seed"] == 1
-    assert yolov2.runner_metrics("default", results_dir=tmp_path) == {}
 
 
 # ----------------------------------------------------------------------------- the ablation

@@ -39,9 +39,7 @@ decoded with the anchors (pixels) and the stride:
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -73,7 +71,6 @@ __all__ = [
     "object_crops",
     "pretrain_classifier",
     "build_ablation_detector",
-    "runner_metrics",
 ]
 
 LOCATIONS = ("direct", "offset")
@@ -781,57 +778,3 @@ def build_ablation_detector(config: dict, *, num_classes: int, hand_anchors, kme
         return yolo_v2_detections(predictions, anchors, location=location, scale=scale)
 
     return model, loss, encode, detect
-
-
-# ----------------------------------------------------------------------------- runner results
-def runner_metrics(profile: str, notebooks=("03", "04", "05", "06"), results_dir=None) -> dict:
-    """The metrics that other notebooks reported, as collected by the ``bestiary`` runner.
-
-    Reads ``results/<profile>/NN_*.metrics.jsonl`` (written while ``bestiary run`` executes
-    each notebook, so a run of the whole collection sees the numbers of this very run), else
-    ``results/<profile>/summary.json`` (the last finished run).
-
-    Args:
-        profile: the profile whose results to read.
-        notebooks: notebook numbers.
-        results_dir: the runner's results folder (default: ``results`` in the repository).
-
-    Returns:
-        ``{number: {"notebook": file name, "metrics": {name: value}, "source": path,
-        "seed": seed}}`` for the notebooks found; absent numbers were not run.
-    """
-    from bestiary_keras import runner
-
-    base = Path(results_dir) if results_dir is not None else runner.repository_root() / "results"
-    folder = base / profile
-    found: dict = {}
-    summary = folder / "summary.json"
-    if summary.is_file():
-        try:
-            content = json.loads(summary.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            content = {}
-        for entry in content.get("notebooks", []):
-            number = str(entry.get("notebook", ""))[:2]
-            if number in notebooks and entry.get("status") == "passed":
-                found[number] = {
-                    "notebook": entry["notebook"], "source": str(summary),
-                    "seed": content.get("seed"),
-                    "metrics": {m["name"]: m["value"] for m in entry.get("metrics", [])},
-                }
-    for number in notebooks:
-        for path in sorted(folder.glob(f"{number}_*.metrics.jsonl")):
-            try:
-                records = [json.loads(line) for line in path.read_text().splitlines() if line]
-            except (OSError, ValueError):
-                continue
-            if not records:
-                continue
-            newer = number not in found or path.stat().st_mtime > Path(found[number]["source"]).stat().st_mtime
-            if newer:
-                found[number] = {
-                    "notebook": path.name.replace(".metrics.jsonl", ".ipynb"), "source": str(path),
-                    "seed": records[-1].get("seed"),
-                    "metrics": {r["name"]: r["value"] for r in records},
-                }
-    return found
