@@ -593,11 +593,11 @@ def fast_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 128
               convs_per_stage=(1, 1, 2, 2), pool_size=7,
               fc_units=(256, 256), rois_per_image=16, positive_fraction=0.25, lambda_=1.0,
               seed=0, name="fast_rcnn"):
-    """Builds a ``FastRCNN`` detector (body stride ``2 ** len(widths)``).
+    """Builds a ``FastRCNN`` detector (body stride ``2 ** (len(widths) - 1)``).
 
     Args:
         num_classes: object classes ``K``.
-        image_size: side of the square input images.
+        image_size: side of the square input images, a multiple of the body stride.
         widths, convs_per_stage: the backbone's stages (``backbone``).
         pool_size: RoI max pooling grid ``P`` (7 in the paper).
         fc_units: the head's FC widths.
