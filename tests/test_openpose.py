@@ -7,7 +7,7 @@ import pytest
 from bestiary_keras.datasets.figures import LIMBS, OKS_SIGMAS, make_figures
 from bestiary_keras.pose import evaluation, openpose
 
-SMALL = dict(stages=2, trunk_filters=(8, 8, 8), filters=8, refine_kernel=3)
+SMALL = dict(stages=2, trunk_filters=(8, 8), filters=8, refine_dilations=(1, 2))
 
 
 def test_outputs_per_stage_and_branch():

@@ -2,8 +2,9 @@
 
 Cao, Simon, Wei, Sheikh, *Realtime Multi-Person 2D Pose Estimation using Part Affinity Fields*,
 CVPR 2017 (arXiv:1611.08050), Fig. 3. A feature trunk (the first 10 layers of VGG-19 in the
-paper) gives ``F``; stage 1 predicts part confidence maps ``S^1 = rho^1(F)`` and part affinity
-fields ``L^1 = phi^1(F)`` in two branches; every later stage takes ``F`` and both previous
+paper; here CPM's stride-4 trunk, ``cpm.feature_trunk``, shared by the chapter) gives ``F``;
+stage 1 predicts part confidence maps ``S^1 = rho^1(F)`` and part affinity fields
+``L^1 = phi^1(F)`` in two branches; every later stage takes ``F`` and both previous
 predictions::
 
     S^t = rho^t(F, S^{t-1}, L^{t-1}),    L^t = phi^t(F, S^{t-1}, L^{t-1}),    t >= 2,
@@ -25,6 +26,7 @@ from keras import layers
 
 from bestiary_keras.batching import SeededBatches
 from bestiary_keras.datasets.figures import check_keypoints
+from bestiary_keras.pose.cpm import STRIDE, feature_trunk
 from bestiary_keras.pose.heatmaps import confidence_maps
 from bestiary_keras.pose.losses import MaskedL2, pack_targets
 from bestiary_keras.pose.paf import check_limbs, part_affinity_fields
@@ -32,7 +34,6 @@ from bestiary_keras.pose.paf import check_limbs, part_affinity_fields
 __all__ = [
     "OpenPoseBatches",
     "compile_openpose",
-    "feature_trunk",
     "loss_masks",
     "openpose",
     "openpose_targets",
@@ -41,25 +42,15 @@ __all__ = [
 ]
 
 
-def feature_trunk(x, filters=(32, 64, 96), *, name="trunk"):
-    """A VGG-style trunk (the paper: VGG-19's first 10 layers): two 3x3 convolutions per block,
-    a 2x2 max pooling between blocks, so the stride is ``2 ** (len(filters) - 1)``."""
-    for b, width in enumerate(filters):
-        if b:
-            x = layers.MaxPooling2D(2, name=f"{name}_pool{b}")(x)
-        for k in range(2):
-            x = layers.Conv2D(width, 3, padding="same", activation="relu",
-                              name=f"{name}_block{b + 1}_conv{k + 1}")(x)
-    return x
-
-
-def stage_branch(x, out_channels, *, filters=64, kernel_size=3, depth=3, name="branch"):
-    """One branch of one stage: ``depth`` ``kernel_size`` convolutions, a 1x1 convolution and a
-    linear 1x1 output (the paper: 3 x 3x3 in stage 1, 5 x 7x7 later, 128 filters)."""
-    for k in range(depth):
-        x = layers.Conv2D(filters, kernel_size, padding="same", activation="relu",
+def stage_branch(x, out_channels, *, filters=48, dilations=(1, 1, 1), name="branch"):
+    """One branch of one stage: a 3x3 convolution per entry of ``dilations`` (its dilation
+    rate), a 1x1 convolution and a linear 1x1 output. The paper: 3 x 3x3 in stage 1 and
+    5 x 7x7 in later stages, 128 filters; dilated 3x3s give later stages their large
+    receptive field at a fraction of the cost (as in ``cpm.refinement_stage``)."""
+    for k, rate in enumerate(dilations):
+        x = layers.Conv2D(filters, 3, padding="same", dilation_rate=int(rate), activation="relu",
                           name=f"{name}_conv{k + 1}")(x)
-    x = layers.Conv2D(filters, 1, activation="relu", name=f"{name}_conv{depth + 1}")(x)
+    x = layers.Conv2D(filters, 1, activation="relu", name=f"{name}_conv{len(dilations) + 1}")(x)
     return layers.Conv2D(out_channels, 1, name=f"{name}_out")(x)
 
 
@@ -69,53 +60,53 @@ def output_names(stages: int) -> list[str]:
 
 
 def openpose(input_shape=(64, 64, 3), num_joints: int = 14, num_limbs: int = 13, *,
-             stages: int = 3, trunk_filters=(32, 64, 96), filters: int = 64,
-             refine_kernel: int = 5, refine_depth: int = 3, name: str = "openpose") -> keras.Model:
+             stages: int = 3, trunk_filters=(32, 64), filters: int = 48,
+             first_dilations=(1, 1, 1), refine_dilations=(1, 2, 4),
+             name: str = "openpose") -> keras.Model:
     """The two-branch multi-stage OpenPose network (Fig. 3 of the paper), scaled down.
 
     Args:
-        input_shape: ``(H, W, 3)`` uint8-range images (rescaled inside); ``H`` and ``W`` must be
-            divisible by the trunk's stride.
+        input_shape: ``(H, W, 3)`` uint8-range images (rescaled inside), H and W multiples of
+            the trunk's stride (``cpm.STRIDE`` = 4).
         num_joints: ``J``, part confidence maps.
         num_limbs: ``C``, part affinity fields (``2 C`` channels).
         stages: ``T`` (the paper: 6).
-        trunk_filters: widths of the trunk's blocks (stride ``2 ** (len - 1)``).
+        trunk_filters: widths of the shared trunk (``cpm.feature_trunk``, stride 4; the paper:
+            VGG-19's first 10 layers, stride 8).
         filters: width of every stage's convolutions (the paper: 128).
-        refine_kernel: kernel of stages ``t >= 2`` (the paper: 7).
-        refine_depth: convolutions of stages ``t >= 2`` before the 1x1s (the paper: 5).
+        first_dilations: stage 1's 3x3 convolutions (one per entry, its dilation rate).
+        refine_dilations: the same for stages ``t >= 2``.
         name: model name.
 
     Returns:
         A ``keras.Model`` with a dict of outputs ``output_names(stages)``: ``stage{t}_pafs``
-        ``(N, h, w, 2 C)`` and ``stage{t}_maps`` ``(N, h, w, J)``.
+        ``(N, H / 4, W / 4, 2 C)`` and ``stage{t}_maps`` ``(N, H / 4, W / 4, J)``.
     """
     for arg, value in (("num_joints", num_joints), ("num_limbs", num_limbs), ("stages", stages),
-                       ("filters", filters), ("refine_kernel", refine_kernel),
-                       ("refine_depth", refine_depth)):
+                       ("filters", filters)):
         if int(value) != value or value < 1:
             raise ValueError(f"{arg} must be a whole number >= 1, got {value!r}.")
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise ValueError(f"input_shape must be (height, width, 3), got {input_shape!r}.")
-    stride = 2 ** (len(trunk_filters) - 1)
-    if input_shape[0] % stride or input_shape[1] % stride:
+    if input_shape[0] % STRIDE or input_shape[1] % STRIDE:
         raise ValueError(
             f"input_shape {tuple(input_shape[:2])} is not divisible by the trunk's stride "
-            f"{stride} ({len(trunk_filters)} blocks): use a multiple of {stride}, e.g. "
-            f"{(input_shape[0] // stride + 1) * stride}."
+            f"{STRIDE}: use a multiple of {STRIDE}, e.g. {(input_shape[0] // STRIDE + 1) * STRIDE}."
         )
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    features = feature_trunk(x, trunk_filters)
+    features = feature_trunk(inputs, trunk_filters)
     outputs = {}
-    pafs = stage_branch(features, 2 * num_limbs, filters=filters, name="stage1_L")
-    maps = stage_branch(features, num_joints, filters=filters, name="stage1_S")
+    pafs = stage_branch(features, 2 * num_limbs, filters=filters, dilations=first_dilations,
+                        name="stage1_L")
+    maps = stage_branch(features, num_joints, filters=filters, dilations=first_dilations,
+                        name="stage1_S")
     outputs["stage1_pafs"], outputs["stage1_maps"] = pafs, maps
-    for t in range(2, stages + 1):
+    for t in range(2, int(stages) + 1):
         x = layers.Concatenate(name=f"stage{t}_input")([features, maps, pafs])
-        pafs = stage_branch(x, 2 * num_limbs, filters=filters, kernel_size=refine_kernel,
-                            depth=refine_depth, name=f"stage{t}_L")
-        maps = stage_branch(x, num_joints, filters=filters, kernel_size=refine_kernel,
-                            depth=refine_depth, name=f"stage{t}_S")
+        pafs = stage_branch(x, 2 * num_limbs, filters=filters, dilations=refine_dilations,
+                            name=f"stage{t}_L")
+        maps = stage_branch(x, num_joints, filters=filters, dilations=refine_dilations,
+                            name=f"stage{t}_S")
         outputs[f"stage{t}_pafs"], outputs[f"stage{t}_maps"] = pafs, maps
     # layers named like the outputs, so that Keras matches losses and targets by name
     outputs = {key: layers.Identity(name=key)(value) for key, value in outputs.items()}
@@ -178,8 +169,16 @@ def openpose_targets(keypoints, person_masks, limbs, *, image_size: int, map_siz
     return pack_targets(maps, map_mask), pack_targets(pafs, paf_mask)
 
 
-def compile_openpose(model, learning_rate=1e-3, **compile_kwargs):
-    """Compiles with Adam and one ``MaskedL2`` per stage and branch (the sum is the paper's f)."""
+def compile_openpose(model, learning_rate=1e-3, *, steps: int | None = None, **compile_kwargs):
+    """Compiles with Adam and one ``MaskedL2`` per stage and branch (their sum is the paper's f).
+
+    Args:
+        learning_rate: Adam's step size.
+        steps: when given, the learning rate drops 10x for the last quarter of the steps.
+    """
+    if steps is not None:
+        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [int(0.75 * steps)], [learning_rate, learning_rate / 10])
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss={key: MaskedL2(name=f"{key}_l2") for key in model.output_names},
                   **compile_kwargs)

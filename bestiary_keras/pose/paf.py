@@ -57,10 +57,11 @@ def check_limbs(limbs, num_joints: int) -> np.ndarray:
         )
     array = array.astype(np.int64)
     if array.min() < 0 or array.max() >= num_joints:
+        bad = int(array.max()) if array.max() >= num_joints else int(array.min())
         raise ValueError(
-            f"limbs refer to joint {int(array.max()) if array.max() >= num_joints else int(array.min())}"
-            f" but the skeleton has {num_joints} joints (0 .. {num_joints - 1}): the limbs and "
-            "the keypoints (or maps) must come from the same skeleton."
+            f"limbs refer to joint {bad} but the skeleton has {num_joints} joints "
+            f"(0 .. {num_joints - 1}): the limbs and the keypoints (or maps) must come from the "
+            "same skeleton."
         )
     return array
 
