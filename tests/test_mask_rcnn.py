@@ -131,6 +131,13 @@ def test_mask_average_precision():
         me.coco_mask_average_precision(perfect[:1], gts)
 
 
+def test_best_mask_ious():
+    a, b = square_mask(16, (0, 0, 8, 8)), square_mask(16, (4, 0, 12, 8))
+    np.testing.assert_allclose(me.best_mask_ious(np.stack([b]), np.stack([a, b])), [1 / 3, 1.0])
+    assert me.best_mask_ious(np.zeros((0, 16, 16), bool), np.stack([a])).tolist() == [0.0]
+    assert me.best_mask_ious(np.stack([a]), np.zeros((0, 16, 16), bool)).shape == (0,)
+
+
 # ----------------------------------------------------------------------------- model
 @pytest.fixture(scope="module")
 def scenes():

@@ -30,6 +30,8 @@ __all__ = [
     "jittered_rois",
     "train_mask_head",
     "head_mask_probs",
+    "best_mask_ious",
+    "ablation_mask_ap",
 ]
 
 
@@ -252,3 +254,50 @@ def head_mask_probs(features, detections, pool, head, softmax: bool = False,
     m = int(head.output.shape[1])
     probs = np.concatenate(out) if out else np.zeros((0, m, m), np.float32)
     return np.split(probs, np.cumsum(counts)[:-1])
+
+
+def best_mask_ious(pred_masks, gt_masks):
+    """``(G,)``: for each ground-truth mask, its best IoU with any predicted mask (0 if none)."""
+    if not len(gt_masks) or not len(pred_masks):
+        return np.zeros(len(gt_masks), np.float32)
+    pred = np.asarray(pred_masks, bool).reshape(len(pred_masks), -1).astype(np.float32)
+    gt = np.asarray(gt_masks, bool).reshape(len(gt_masks), -1).astype(np.float32)
+    inter = gt @ pred.T
+    union = gt.sum(1)[:, None] + pred.sum(1)[None] - inter
+    return (inter / np.maximum(union, 1.0)).max(axis=1)
+
+
+def ablation_mask_ap(features_train, features_test, train, test, detections, *, pool: str,
+                     stride: int, softmax: bool = False, steps: int = 200, copies: int = 2,
+                     width: int = 32, pool_size: int = 7, seed: int = 0):
+    """One ablation row: a fresh mask head on frozen maps, judged on fixed detections.
+
+    Args:
+        features_train, features_test: ``(N, H, W, C)`` frozen maps of stride ``stride``.
+        train, test: ``SceneSet`` s of those images; detections: per test image
+            ``(boxes, scores, classes, ...)`` (the trained detector's).
+        pool: ``"align"`` or ``"max"``; softmax: the coupled loss.
+        steps, copies, width, pool_size, seed: the head and its training budget.
+
+    Returns:
+        ``(mask AP, mask AP@0.5, losses)``.
+    """
+    from bestiary_keras.detection.fast_rcnn import RoIMaxPooling
+    from bestiary_keras.detection.mask_rcnn import mask_head
+    from bestiary_keras.detection.roi_align import RoIAlign
+
+    if pool not in ("align", "max"):
+        raise ValueError(f"pool must be 'align' or 'max', got {pool!r}.")
+    layer = (RoIAlign(pool_size, 1.0 / stride) if pool == "align"
+             else RoIMaxPooling(pool_size, 1.0 / stride))
+    head = mask_head((pool_size, pool_size, features_train.shape[-1]), train.num_classes, width,
+                     2, softmax, name=f"mask_head_{pool}_{stride}_{int(softmax)}")
+    image, obj, rois, labels = jittered_rois(train.boxes, train.labels, copies, seed=seed)
+    losses = train_mask_head(features_train, train.masks, rois, image, obj, labels, layer, head,
+                             steps=steps, softmax=softmax, seed=seed)
+    probs = head_mask_probs(features_test, detections, layer, head, softmax)
+    size = test.images.shape[1:3]
+    instances = [(paste_masks(p, d[0], size), d[1], d[2]) for p, d in zip(probs, detections)]
+    ap, ap50 = coco_mask_average_precision(instances, scene_mask_ground_truths(test),
+                                           train.num_classes)
+    return ap, ap50, losses
