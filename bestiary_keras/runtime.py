@@ -109,12 +109,35 @@ def quiet_tensorflow() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*oneDNN.*")
+    if "tensorflow" not in sys.modules:
+        # TensorFlow 2.21 writes "All log messages before absl::InitializeLog() ..." and its
+        # oneDNN / CUDA notices straight to file descriptor 2 while it loads, whatever
+        # TF_CPP_MIN_LOG_LEVEL says; a notebook would store them. An import error still raises.
+        _import_with_stderr_closed("tensorflow")
     try:
         import absl.logging
 
         absl.logging.set_verbosity(absl.logging.ERROR)
     except ImportError:  # pragma: no cover - absl comes with TensorFlow
         pass
+
+
+def _import_with_stderr_closed(module: str) -> None:
+    import importlib
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (some embedded interpreters): just import
+        importlib.import_module(module)
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            importlib.import_module(module)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def devices() -> list[str]:

@@ -78,3 +78,16 @@ def test_runner_metrics_reads_the_run_folder(tmp_path, monkeypatch):
     assert set(runtime.runner_metrics(["03"])) == {"03"}
     monkeypatch.setenv("BESTIARY_RUN_DIR", str(tmp_path / "missing"))
     assert runtime.runner_metrics(["03"]) == {}
+
+
+def test_setup_stores_no_tensorflow_log_lines():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "from bestiary_keras import runtime\n"
+                           "runtime.setup('ci', 0)\nimport sys\nprint('still here', file=sys.stderr)"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Profile: ci | seed: 0" in done.stdout
+    assert "absl::InitializeLog" not in done.stderr and "oneDNN" not in done.stderr
+    assert "still here" in done.stderr  # stderr works again after the import
