@@ -19,12 +19,11 @@ AP averaged over IoU thresholds 0.5:0.05:0.95 (COCO's headline "AP") and AP at 0
 
 from __future__ import annotations
 
-import contextlib
-import io
 
 import numpy as np
 
 from bestiary_keras import geometry
+from bestiary_keras.coco import coco_ap
 
 __all__ = [
     "scene_ground_truths",
@@ -207,9 +206,6 @@ def coco_average_precision(detections, ground_truths, num_classes: int | None = 
         ``(ap, ap50)``: AP averaged over IoU 0.5:0.05:0.95 and AP at IoU 0.5 (0.0 when there
         are no detections; 0.0 when there is no ground truth at all).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     dets, gts = _check_lists(detections, ground_truths)
     num_classes = _num_classes(dets, gts, num_classes)
     images = [{"id": i + 1, "width": 0, "height": 0} for i in range(len(gts))]
@@ -230,20 +226,8 @@ def coco_average_precision(detections, ground_truths, num_classes: int | None = 
                 "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]),
                          float(box[3] - box[1])],
             })
-    if not annotations or not results:
-        return 0.0, 0.0
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = {"images": images, "categories": categories, "annotations": annotations}
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(results)
-        evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
-        evaluator.params.maxDets = [1, 10, int(max_detections)]
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    ap, ap50 = (float(v) for v in evaluator.stats[:2])
-    return max(ap, 0.0), max(ap50, 0.0)
+    return coco_ap(images, categories, annotations, results, "bbox",
+                   max_detections=max_detections)
 
 
 def proposal_recall(proposals, gt_boxes, iou_threshold: float = 0.5, top_k=None):

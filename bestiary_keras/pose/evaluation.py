@@ -13,11 +13,10 @@ over IoU thresholds; AP50 uses OKS 0.5 alone.
 
 from __future__ import annotations
 
-import contextlib
-import io
 
 import numpy as np
 
+from bestiary_keras.coco import coco_ap
 from bestiary_keras.datasets.figures import check_keypoints
 
 __all__ = [
@@ -103,9 +102,6 @@ def oks_average_precision(predictions, ground_truths, sigmas, *, max_detections:
         ``(ap, ap50)``: AP averaged over OKS 0.50:0.05:0.95 and AP at OKS 0.5 (0.0 when there
         are no predictions).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     predictions, ground_truths = list(predictions), list(ground_truths)
     if len(predictions) != len(ground_truths):
         raise ValueError(
@@ -137,21 +133,8 @@ def oks_average_precision(predictions, ground_truths, sigmas, *, max_detections:
             results.append({"image_id": i + 1, "category_id": 1,
                             "keypoints": [float(v) for v in kp.ravel()],
                             "score": float(person["score"])})
-    if not annotations or not results:
-        return 0.0, 0.0
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = {"images": images, "categories": categories, "annotations": annotations}
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(results)
-        evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")
-        evaluator.params.kpt_oks_sigmas = sigmas
-        evaluator.params.maxDets = [int(max_detections)]
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    ap, ap50 = (float(v) for v in evaluator.stats[:2])
-    return max(ap, 0.0), max(ap50, 0.0)
+    return coco_ap(images, categories, annotations, results, "keypoints",
+                   max_detections=max_detections, oks_sigmas=sigmas)
 
 
 def mean_pose_baseline(train_keypoints, train_boxes, train_num_people, boxes,
