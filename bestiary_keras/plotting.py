@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "class_colors", "draw_boxes", "GT_COLOR", "PRED_COLOR", "show_scenes", "show_semantic",
+]
+
 GT_COLOR = "#00e676"
 PRED_COLOR = "#ff3d00"
 

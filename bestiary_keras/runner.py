@@ -31,6 +31,12 @@ from pathlib import Path
 
 from bestiary_keras import runtime
 
+__all__ = [
+    "check_writable", "DEFAULT_MEMORY_LIMIT_MB", "default_notebooks_dir", "find_notebooks", "main",
+    "NotebookResult", "prepare_run_dir", "repository_root", "run", "run_notebook", "RunResults",
+    "SECTIONS", "select_notebooks", "summary_markdown", "write_summary",
+]
+
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 DEFAULT_MEMORY_LIMIT_MB = 3072.0
 """A notebook whose peak memory passes this is marked in the summary (a student's laptop)."""

@@ -7,6 +7,10 @@ import time
 import keras
 import numpy as np
 
+__all__ = [
+    "build_optimizer", "history_dict", "plot_curves", "StepHistory", "time_per_image",
+]
+
 
 def history_dict(history) -> dict[str, list[float]]:
     """A ``keras.callbacks.History`` (or an already plain dict) as ``{metric: [values]}``."""

@@ -30,6 +30,14 @@ from keras import layers
 
 from bestiary_keras.training import build_optimizer
 
+__all__ = [
+    "basic_block_v1", "batch_order", "BLOCK_EXPANSION", "BN_EPSILON", "cifar_resnet",
+    "conv_kernel_gradient_norms", "count_weighted_layers", "residual_block_v1", "resnet101",
+    "resnet152", "resnet18", "resnet34", "resnet50", "RESNET_CONFIGS", "resnet_v1", "SHORTCUTS",
+    "simple_resnet_block", "stack_residual_blocks", "train_for_steps", "weighted_depth",
+    "WEIGHTED_LAYER_TYPES", "ZeroPadShortcut",
+]
+
 BN_EPSILON = 1.001e-5
 """The batch-normalisation epsilon of ``keras.applications`` ResNets (kept for equal weights)."""
 

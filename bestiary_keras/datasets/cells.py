@@ -34,6 +34,10 @@ import functools
 import numpy as np
 from scipy import ndimage
 
+__all__ = [
+    "border_class", "CELL_CLASSES", "CellSet", "make_cells",
+]
+
 CELL_CLASSES = ("background", "cell", "border")
 """Names of the values of ``CellSet.semantic``."""
 

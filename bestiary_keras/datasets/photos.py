@@ -11,6 +11,10 @@ import functools
 
 import numpy as np
 
+__all__ = [
+    "COLOR_PHOTOS", "GREY_PHOTOS", "load_photo", "load_photos", "PHOTO_NAMES", "random_crop",
+]
+
 COLOR_PHOTOS = (
     "astronaut",
     "coffee",

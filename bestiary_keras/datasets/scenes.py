@@ -39,6 +39,11 @@ from bestiary_keras.datasets import shapes as _shapes
 from bestiary_keras.datasets.cache import save_npz_atomic
 from bestiary_keras.datasets.shapes import ALL_CLASSES, SHAPE_CLASSES
 
+__all__ = [
+    "BACKGROUNDS", "cache_dir", "CACHE_ENV", "GENERATOR_VERSION", "make_classification_data",
+    "make_scenes", "SceneSet",
+]
+
 GENERATOR_VERSION = 4
 """Bumped whenever the generator's output changes, so old caches are not reused."""
 

@@ -19,6 +19,11 @@ import functools
 
 import numpy as np
 
+__all__ = [
+    "ALL_CLASSES", "DIGIT_CLASSES", "polygon_sdf", "random_colour", "render_alpha",
+    "render_object", "SHAPE_CLASSES",
+]
+
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
 """The six geometric classes (the default ``classes`` of ``make_scenes``)."""
 

@@ -19,6 +19,12 @@ import struct
 
 import numpy as np
 
+__all__ = [
+    "DatasetNotAvailableError", "incomplete_data_problem", "load_pets_localization",
+    "load_pets_segmentation", "load_tfds", "not_available_message", "PET_BREEDS", "PET_SPECIES",
+    "PET_TRIMAP_CLASSES", "tfds_data_dir",
+]
+
 PET_SPECIES = ("cat", "dog")
 """``species`` labels of ``oxford_iiit_pet`` (TFDS names them "Cat", "Dog")."""
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "DIGIT_SOURCES", "fixed_step_indices", "load_digits", "make_class_pairs",
+]
+
 DIGIT_SOURCES = ("sklearn", "mnist")
 
 

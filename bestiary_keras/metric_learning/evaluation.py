@@ -23,6 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "best_threshold", "correct_matches", "fpr_at_recall", "match_descriptors",
+    "matches_average_precision", "matching_score", "nearest_neighbor_accuracy",
+    "nearest_neighbors", "project_points", "repeatability", "roc_auc", "roc_curve",
+    "verification_accuracy",
+]
+
 
 def _pairs(distances, labels):
     distances = np.asarray(distances, np.float64).reshape(-1)

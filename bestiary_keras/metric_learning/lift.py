@@ -34,6 +34,13 @@ from keras import layers, ops
 
 from bestiary_keras.metric_learning import losses, siamese
 
+__all__ = [
+    "centre_crops", "crop_and_rotate", "crop_coordinates", "CropAndRotate", "desc_stage",
+    "describe", "det_stage", "detect_learned", "detect_sift", "detector_net", "evaluate_pipelines",
+    "hardest_negative_descriptors", "LiftCost", "ori_stage", "orient", "orientation_net",
+    "PackLiftOutputs", "patch_orientations", "score_map", "SoftArgmax", "Standardize", "to_uint8",
+]
+
 
 # --- the spatial transformer ----------------------------------------------------------------
 

@@ -23,6 +23,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+__all__ = [
+    "contrastive_loss", "ContrastiveLoss", "detector_class_loss", "DISTANCE_EPSILON",
+    "euclidean_distance", "hardest_negative_contrastive_loss", "HardestNegativeContrastiveLoss",
+    "lift_global_cost", "pair_loss", "triplet_ratio_loss", "wohlhart_lepetit_loss",
+]
+
 DISTANCE_EPSILON = 1e-12
 """Squared distances below this are clamped before the square root (distance >= 1e-6)."""
 

@@ -26,6 +26,13 @@ import numpy as np
 
 from bestiary_keras.datasets.photos import load_photo
 
+__all__ = [
+    "Correspondences", "detect_points", "extract_patches", "grey_photo", "local_rotation_deg",
+    "make_image_pairs", "make_patch_pairs", "make_quadruplets", "make_view", "normalize_patches",
+    "photometric_change", "random_homography", "sample_correspondences", "sift_descriptors",
+    "TEST_PHOTOS", "TRAIN_PHOTOS",
+]
+
 TRAIN_PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "brick", "grass",
                 "immunohistochemistry", "hubble_deep_field")
 """Photos the patch descriptors are trained on."""

@@ -6,6 +6,11 @@ import numpy as np
 
 from bestiary_keras.metric_learning import evaluation
 
+__all__ = [
+    "plot_descriptor_curves_3d", "plot_distance_histograms", "plot_embedding", "plot_roc",
+    "show_images", "show_pairs",
+]
+
 
 def _axes(ax, figsize=(5, 4)):
     import matplotlib.pyplot as plt

@@ -26,6 +26,12 @@ import numpy as np
 
 from bestiary_keras.datasets.photos import random_crop
 
+__all__ = [
+    "angle_difference", "box", "camera_pose", "compose", "object_mesh", "OBJECTS",
+    "photo_backgrounds", "prism_roof", "project", "rasterize", "render_layers", "render_object",
+    "render_views",
+]
+
 
 def box(x0, x1, y0, y1, z0, z1) -> np.ndarray:
     """An axis-aligned box as 12 triangles ``(12, 3, 3)`` (6 faces of 2 triangles)."""

@@ -24,6 +24,11 @@ from keras import layers, ops
 
 from bestiary_keras.metric_learning.losses import DISTANCE_EPSILON, euclidean_distance
 
+__all__ = [
+    "descriptor_pair_network", "digit_branch", "embed", "L2Pooling2D", "PairDistance",
+    "patch_descriptor", "siamese_network",
+]
+
 
 def digit_branch(input_shape=(8, 8, 1), embedding_dim: int = 2, filters=(32, 64),
                  hidden_units: int = 128, name: str = "branch") -> keras.Model:

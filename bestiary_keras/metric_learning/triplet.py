@@ -32,6 +32,13 @@ from keras import layers
 
 from bestiary_keras.metric_learning import evaluation, losses, render
 
+__all__ = [
+    "BACKGROUND_TEST_PHOTOS", "BACKGROUND_TRAIN_PHOTOS", "EvaluateAtStep", "LIGHT_JITTER",
+    "make_pose_pool", "make_templates", "make_test_views", "normalized_pixels", "pose_retrieval",
+    "PoseViews", "sample_triplets", "TEST_CONDITIONS", "TRIPLET_INPUTS", "triplet_network",
+    "TripletBatches", "TripletPoseLoss", "wohlhart_lepetit_net", "ZOOM_JITTER",
+]
+
 BACKGROUND_TRAIN_PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "brick", "grass",
                            "immunohistochemistry")
 """Photos behind the training renderings."""

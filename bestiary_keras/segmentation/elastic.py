@@ -18,6 +18,10 @@ import keras
 import numpy as np
 from scipy import ndimage
 
+__all__ = [
+    "elastic_deform", "ElasticBatches", "random_displacement", "warp",
+]
+
 
 def random_displacement(shape, *, grid: int = 3, sigma: float = 10.0, rng=None) -> np.ndarray:
     """A smooth random displacement field: Gaussian vectors on a coarse grid, bicubic in between.

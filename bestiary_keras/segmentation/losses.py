@@ -25,6 +25,11 @@ import keras
 import numpy as np
 from scipy import ndimage
 
+__all__ = [
+    "border_weight_term", "class_balance_map", "median_frequency_weights", "trimap_targets",
+    "unet_weight_map", "weighted_pixel_crossentropy",
+]
+
 
 def class_balance_map(labels, num_classes: int | None = None, frequencies=None) -> np.ndarray:
     """``w_c(x) = 1 / (K f_{l(x)})``: every class gets the same total weight.

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "draw_tiles", "label_colours", "overlay", "show_grid",
+]
+
 
 def label_colours(num_labels: int, seed: int = 0) -> np.ndarray:
     """(num_labels, 3) RGB colours in [0, 1]: black for label 0, random bright hues otherwise."""

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "SCENE_RECIPE", "SEGMENTATION_CLASSES", "segmentation_scenes",
+]
+
 SEGMENTATION_CLASSES = ("circle", "square", "triangle", "cross")
 """The shapes of the segmentation scenes (label k + 1 is shape k, 0 is the background)."""
 

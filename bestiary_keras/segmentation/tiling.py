@@ -25,6 +25,10 @@ import math
 import keras
 import numpy as np
 
+__all__ = [
+    "center_crop", "predict_tiled", "tile_layout", "TileLayout",
+]
+
 
 @dataclasses.dataclass(frozen=True)
 class TileLayout:
