@@ -27,9 +27,9 @@ NUM_SCALES = 4
 
 def _check_input(input_shape, name):
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or shape[0] % 8 or shape[1] % 8:
+    if len(shape) != 3 or shape[0] % 16 or shape[1] % 16:
         raise ValueError(f"{name}: input_shape must be (height, width, channels) with height and "
-                         f"width multiples of 8 (three halvings), got {input_shape!r}; e.g. "
+                         f"width multiples of 16 (four halvings), got {input_shape!r}; e.g. "
                          f"(48, 64, 3).")
     return shape
 
@@ -44,7 +44,7 @@ def disp_net(input_shape=(48, 64, 3), *, filters=(16, 32, 64, 128), min_depth: f
     """Single-view disparity network with multi-scale outputs (the paper's DispNet, smaller).
 
     Args:
-        input_shape: ``(H, W, 3)``, H and W multiples of 8; images in [0, 1].
+        input_shape: ``(H, W, 3)``, H and W multiples of 16; images in [0, 1].
         filters: channels of the 4 encoder stages (each halves the resolution).
         min_depth, max_depth: the sigmoid is scaled so that depth = 1 / disparity stays in
             this range.
