@@ -39,6 +39,7 @@ from bestiary_keras.detection import boxes as box_utils
 __all__ = [
     "BOX_VARIANCES",
     "RoIMaxPooling",
+    "check_roi_pooling",
     "roi_bins",
     "roi_max_pool_reference",
     "smooth_l1",
@@ -92,6 +93,22 @@ def roi_bins(rois, spatial_scale: float, pool_size: int, feature_size: int):
     return low, high
 
 
+def check_roi_pooling(pool_size, spatial_scale) -> tuple[tuple[int, int], float]:
+    """Validated RoI pooling settings (shared by ``RoIMaxPooling`` and ``RoIAlign``).
+
+    Returns:
+        ``((P_h, P_w), spatial_scale)``.
+    """
+    pool_size = (pool_size, pool_size) if isinstance(pool_size, int) else tuple(pool_size)
+    if len(pool_size) != 2 or min(pool_size) < 1:
+        raise ValueError(f"pool_size must be a positive int or a pair, got {pool_size!r}.")
+    if spatial_scale <= 0:
+        raise ValueError(
+            f"spatial_scale must be positive (1 / the feature stride), got {spatial_scale!r}."
+        )
+    return tuple(int(p) for p in pool_size), float(spatial_scale)
+
+
 class RoIMaxPooling(layers.Layer):
     """RoI max pooling (Fast R-CNN, Sec. 2.1): every RoI becomes a ``P x P`` map.
 
@@ -117,15 +134,7 @@ class RoIMaxPooling(layers.Layer):
 
     def __init__(self, pool_size=7, spatial_scale=1.0 / 8.0, **kwargs):
         super().__init__(**kwargs)
-        pool_size = (pool_size, pool_size) if isinstance(pool_size, int) else tuple(pool_size)
-        if len(pool_size) != 2 or min(pool_size) < 1:
-            raise ValueError(f"pool_size must be a positive int or a pair, got {pool_size!r}.")
-        if spatial_scale <= 0:
-            raise ValueError(
-                f"spatial_scale must be positive (1 / the feature stride), got {spatial_scale!r}."
-            )
-        self.pool_size = tuple(int(p) for p in pool_size)
-        self.spatial_scale = float(spatial_scale)
+        self.pool_size, self.spatial_scale = check_roi_pooling(pool_size, spatial_scale)
 
     @staticmethod
     def _sparse_table(features, axis, levels):

@@ -13,12 +13,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 
 import numpy as np
 
 from bestiary_keras import geometry
+from bestiary_keras.coco import coco_ap
 from bestiary_keras.batching import step_indices
 from bestiary_keras.detection.roi_align import interpolation_weights, sample_coordinates
 
@@ -106,8 +105,6 @@ def coco_mask_average_precision(instances, ground_truths, num_classes: int | Non
         without ground truth).
     """
     from pycocotools import mask as mask_utils
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
     instances, ground_truths = list(instances), list(ground_truths)
     if len(instances) != len(ground_truths):
@@ -138,21 +135,9 @@ def coco_mask_average_precision(instances, ground_truths, num_classes: int | Non
         for mask, score, cls in zip(dmasks, scores, dclasses):
             results.append({"image_id": i + 1, "category_id": int(cls) + 1,
                             "segmentation": _rle(mask), "score": float(score)})
-    if not annotations or not results:
-        return 0.0, 0.0
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = {"images": images, "annotations": annotations,
-                           "categories": [{"id": k + 1, "name": str(k)}
-                                          for k in range(num_classes)]}
-        coco_gt.createIndex()
-        evaluator = COCOeval(coco_gt, coco_gt.loadRes(results), iouType="segm")
-        evaluator.params.maxDets = [1, 10, int(max_detections)]
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    ap, ap50 = (float(v) for v in evaluator.stats[:2])
-    return max(ap, 0.0), max(ap50, 0.0)
+    categories = [{"id": k + 1, "name": str(k)} for k in range(num_classes)]
+    return coco_ap(images, categories, annotations, results, "segm",
+                   max_detections=max_detections)
 
 
 # ----------------------------------------------------------------------------- ablation heads

@@ -32,6 +32,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from bestiary_keras.detection.fast_rcnn import check_roi_pooling
+
 __all__ = ["interpolation_weights", "sample_coordinates", "RoIAlign", "roi_align_reference"]
 
 
@@ -111,20 +113,12 @@ class RoIAlign(layers.Layer):
     def __init__(self, pool_size=7, spatial_scale=1.0 / 8.0, sampling_ratio=2, aligned=True,
                  **kwargs):
         super().__init__(**kwargs)
-        pool_size = (pool_size, pool_size) if isinstance(pool_size, int) else tuple(pool_size)
-        if len(pool_size) != 2 or min(pool_size) < 1:
-            raise ValueError(f"pool_size must be a positive int or a pair, got {pool_size!r}.")
-        if spatial_scale <= 0:
-            raise ValueError(
-                f"spatial_scale must be positive (1 / the feature stride), got {spatial_scale!r}."
-            )
+        self.pool_size, self.spatial_scale = check_roi_pooling(pool_size, spatial_scale)
         if int(sampling_ratio) != sampling_ratio or sampling_ratio < 1:
             raise ValueError(
                 f"sampling_ratio must be an int >= 1 (points per bin and axis; the paper uses "
                 f"2), got {sampling_ratio!r}."
             )
-        self.pool_size = tuple(int(p) for p in pool_size)
-        self.spatial_scale = float(spatial_scale)
         self.sampling_ratio = int(sampling_ratio)
         self.aligned = bool(aligned)
 
