@@ -134,8 +134,50 @@ class SeededBatches(keras.utils.PyDataset):
     def make_batch(self, indices: np.ndarray, rng: np.random.Generator):
         raise NotImplementedError(f"{type(self).__name__} must implement make_batch(indices, rng).")
 
+    def batch_at_step(self, step: int):
+        """The batch of global step ``step`` (``epoch * steps + index``), whatever the epoch."""
+        start = int(step) * self.batch_size
+        return self.make_batch(_indices_at(self.num_examples, self.seed, start, self.batch_size),
+                               np.random.default_rng((self.seed, int(step))))
+
     def __getitem__(self, index):
-        return self.make_batch(self.indices(index), self.rng(index))
+        return self.batch_at_step(self.global_step(index))
+
+    def dataset(self, epochs: int = 1):
+        """The batches of ``epochs`` epochs from the current one, as ``tf.data``, in order.
+
+        Train with ``model.fit(batches.dataset(E), epochs=E, steps_per_epoch=len(batches))``:
+        the same batches as ``fit(batches, epochs=E, shuffle=False)``, but through a pipeline
+        with static shapes and the fixed options (Keras prefetches a ``PyDataset`` with the
+        tf.data autotuner, which slowed steps down 2x on this CPU, see
+        ``fixed_tf_data_options``).
+        """
+        if int(epochs) != epochs or epochs < 1:
+            raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}.")
+        first = self.epoch * self.steps
+        return _as_tf_dataset(lambda i: self.batch_at_step(first + i), int(epochs) * self.steps)
+
+
+def _as_tf_dataset(batch_at, count: int):
+    """``tf.data`` pipeline of ``batch_at(0) .. batch_at(count - 1)`` (NumPy structures), in
+    order, with every batch's static shape, two batches prefetched and the fixed options."""
+    import tensorflow as tf
+
+    sample = batch_at(0)
+    flat = tf.nest.flatten(sample)
+    dtypes = [tf.as_dtype(np.asarray(a).dtype) for a in flat]
+
+    def load(i):
+        return [np.asarray(a) for a in tf.nest.flatten(batch_at(int(i)))]
+
+    def fetch(i):
+        values = tf.numpy_function(load, [i], dtypes, stateful=False)
+        for value, example in zip(values, flat):
+            value.set_shape(np.shape(example))
+        return tf.nest.pack_sequence_as(sample, values)
+
+    dataset = tf.data.Dataset.range(int(count)).map(fetch).prefetch(2)
+    return dataset.with_options(fixed_tf_data_options())
 
 
 def _as_source(item, name):
@@ -213,23 +255,7 @@ class GatheredBatches(keras.utils.PyDataset):
         layers cannot trace (LIFT's crop-and-rotate); this pipeline keeps every batch's shape,
         prefetches two batches and runs with ``fixed_tf_data_options()``.
         """
-        import tensorflow as tf
-
-        sample = self[0]
-        flat = tf.nest.flatten(sample)
-        dtypes = [tf.as_dtype(np.asarray(a).dtype) for a in flat]
-
-        def load(i):
-            return [np.asarray(a) for a in tf.nest.flatten(self[int(i)])]
-
-        def fetch(i):
-            values = tf.numpy_function(load, [i], dtypes, stateful=False)
-            for value, example in zip(values, flat):
-                value.set_shape(np.shape(example))
-            return tf.nest.pack_sequence_as(sample, values)
-
-        dataset = tf.data.Dataset.range(self.steps).map(fetch).prefetch(2)
-        return dataset.with_options(fixed_tf_data_options())
+        return _as_tf_dataset(self.__getitem__, self.steps)
 
 
 def fixed_tf_data_options():

@@ -123,3 +123,20 @@ def test_gathered_batches_feed_a_model_with_several_inputs():
     spec = batches.dataset().element_spec
     assert spec[0][0].shape == (4, 3) and spec[1].shape == (4,)
     assert len(model.fit(batches.dataset(), verbose=0).history["loss"]) == 1
+
+
+def test_seeded_batches_as_tf_data_are_the_same_batches_over_epochs():
+    batches = _Squares(np.arange(7), batch_size=3, steps=4, seed=1)
+    expected = []
+    for epoch in range(2):
+        expected += [batches[i] for i in range(4)]
+        batches.on_epoch_end()
+    fresh = _Squares(np.arange(7), batch_size=3, steps=4, seed=1)
+    got = list(fresh.dataset(epochs=2).as_numpy_iterator())
+    assert len(got) == 8
+    for (x, y), (ex, ey) in zip(got, expected):
+        np.testing.assert_array_equal(x, ex)
+        np.testing.assert_array_equal(y, ey)
+    assert fresh.dataset().element_spec[0].shape == (3,)  # static batch dimension
+    with pytest.raises(ValueError, match="epochs"):
+        fresh.dataset(epochs=0)
