@@ -122,23 +122,27 @@ class SeededBatches(keras.utils.PyDataset):
             raise IndexError(f"batch index {index} out of range [0, {self.steps}).")
         return self.epoch * self.steps + int(index)
 
+    def _step_indices(self, step: int) -> np.ndarray:
+        return _indices_at(self.num_examples, self.seed, int(step) * self.batch_size,
+                           self.batch_size)
+
+    def _step_rng(self, step: int) -> np.random.Generator:
+        return np.random.default_rng((self.seed, int(step)))
+
     def indices(self, index: int) -> np.ndarray:
         """The examples of batch ``index`` of the current epoch, int64 ``(batch_size,)``."""
-        start = self.global_step(index) * self.batch_size
-        return _indices_at(self.num_examples, self.seed, start, self.batch_size)
+        return self._step_indices(self.global_step(index))
 
     def rng(self, index: int) -> np.random.Generator:
         """The random generator of batch ``index`` of the current epoch (augmentation draws)."""
-        return np.random.default_rng((self.seed, self.global_step(index)))
+        return self._step_rng(self.global_step(index))
 
     def make_batch(self, indices: np.ndarray, rng: np.random.Generator):
         raise NotImplementedError(f"{type(self).__name__} must implement make_batch(indices, rng).")
 
     def batch_at_step(self, step: int):
         """The batch of global step ``step`` (``epoch * steps + index``), whatever the epoch."""
-        start = int(step) * self.batch_size
-        return self.make_batch(_indices_at(self.num_examples, self.seed, start, self.batch_size),
-                               np.random.default_rng((self.seed, int(step))))
+        return self.make_batch(self._step_indices(step), self._step_rng(step))
 
     def __getitem__(self, index):
         return self.batch_at_step(self.global_step(index))
