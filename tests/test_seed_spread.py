@@ -1,0 +1,74 @@
+"""tools/seed_spread.py: seeds parsed, summaries of several runs combined, spread and margin."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "tools" / "seed_spread.py"
+_spec = importlib.util.spec_from_file_location("seed_spread", _PATH)
+seed_spread = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(seed_spread)
+
+
+def test_parse_seeds():
+    assert seed_spread.parse_seeds("0-5") == [0, 1, 2, 3, 4, 5]
+    assert seed_spread.parse_seeds("3,0-1,3") == [0, 1, 3]
+    with pytest.raises(ValueError, match="backwards"):
+        seed_spread.parse_seeds("5-2")
+    with pytest.raises(ValueError, match="no seeds"):
+        seed_spread.parse_seeds(",")
+
+
+def _summary(folder: Path, entries, mtime):
+    folder.mkdir(parents=True)
+    path = folder / "summary.json"
+    path.write_text(json.dumps({"profile": "ci", "notebooks": entries}))
+    os.utime(path, (mtime, mtime))
+
+
+def _entry(name, seconds, metrics):
+    return {"notebook": name, "status": "passed", "seconds": seconds, "peak_memory_mb": 1000.0,
+            "metrics": [{"name": m, "value": v, "threshold": t, "higher_is_better": h}
+                        for m, v, t, h in metrics]}
+
+
+def test_spread_combines_runs_and_computes_margins(tmp_path):
+    # seed 0: one run with both notebooks; seed 1: 08 in one run, 10 re-run later in a -pid folder
+    _summary(tmp_path / "ci-seed0", [
+        _entry("08_unet.ipynb", 50, [("IoU", 0.95, 0.93, True), ("Rand", 0.03, 0.08, False)]),
+        _entry("10_refinenet.ipynb", 80, [("mIoU", 0.40, 0.30, True)])], 1000)
+    _summary(tmp_path / "ci-seed1", [
+        _entry("08_unet.ipynb", 60, [("IoU", 0.94, 0.93, True), ("Rand", 0.07, 0.08, False)]),
+        _entry("10_refinenet.ipynb", 70, [("mIoU", 0.10, 0.30, True)])], 1000)
+    _summary(tmp_path / "ci-seed1-123", [
+        _entry("10_refinenet.ipynb", 90, [("mIoU", 0.36, 0.30, True)])], 2000)
+    # a folder of another profile and a seed not asked for are ignored
+    _summary(tmp_path / "default-seed0", [_entry("08_unet.ipynb", 1, [("IoU", 0.0, 0.9, True)])], 1)
+    _summary(tmp_path / "ci-seed7", [_entry("08_unet.ipynb", 1, [("IoU", 0.0, 0.9, True)])], 1)
+
+    table = {(r["notebook"], r["metric"]): r
+             for r in seed_spread.spread_table(seed_spread.collect(tmp_path, "ci", [0, 1]))}
+    iou = table[("08_unet.ipynb", "IoU")]
+    assert (iou["n"], iou["min"], iou["max"], iou["worst"]) == (2, 0.94, 0.95, 0.94)
+    assert iou["margin"] == pytest.approx(0.01)
+    assert iou["margin_over_spread"] == pytest.approx(1.0)
+    rand = table[("08_unet.ipynb", "Rand")]  # lower is better: worst is the largest
+    assert rand["worst"] == 0.07 and rand["margin"] == pytest.approx(0.01)
+    assert rand["failures"] == 0
+    miou = table[("10_refinenet.ipynb", "mIoU")]  # the newer run of seed 1 replaced 0.10
+    assert sorted([miou["min"], miou["max"]]) == [0.36, 0.40]
+    assert miou["median_seconds"] == pytest.approx(85)
+    text = seed_spread.spread_markdown(list(table.values()), "ci")
+    assert "| 08_unet | Rand | 2 | 0.03 | 0.05 | 0.07 | <= 0.08 |" in text
+
+
+def test_failed_seed_is_counted(tmp_path):
+    _summary(tmp_path / "ci-seed0", [_entry("03_rcnn.ipynb", 40, [("mAP", 0.45, 0.5, True)])], 1)
+    _summary(tmp_path / "ci-seed1", [_entry("03_rcnn.ipynb", 40, [("mAP", 0.65, 0.5, True)])], 1)
+    (row,) = seed_spread.spread_table(seed_spread.collect(tmp_path, "ci", [0, 1]))
+    assert row["failures"] == 1 and row["margin"] == pytest.approx(-0.05)
+    assert seed_spread.main(["--no-run", "--results", str(tmp_path), "--seeds", "0-1"]) == 1
+    assert (tmp_path / "spread-ci.md").exists()
