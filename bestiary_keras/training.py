@@ -1,4 +1,7 @@
-"""Training helpers shared by the notebooks: curves, timing, throughput."""
+"""Training helpers shared by the notebooks: per-batch history, optimizer set-up, throughput.
+
+The curves are drawn by ``figures.plot_curves``.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,12 @@ import keras
 import numpy as np
 
 __all__ = [
-    "build_optimizer", "history_dict", "plot_curves", "StepHistory", "time_per_image",
+    "build_optimizer", "history_dict", "StepHistory", "time_per_image",
 ]
 
 
 def history_dict(history) -> dict[str, list[float]]:
-    """A ``keras.callbacks.History`` (or an already plain dict) as ``{metric: [values]}``."""
+    """A ``keras.callbacks.History``, a ``StepHistory`` (or a plain dict) as ``{metric: [values]}``."""
     if isinstance(history, dict):
         return {k: list(map(float, v)) for k, v in history.items()}
     return {k: list(map(float, v)) for k, v in history.history.items()}
@@ -78,43 +81,6 @@ def build_optimizer(model):
     if not model.optimizer.built and model.trainable_variables:
         model.optimizer.build(model.trainable_variables)
     return model
-
-
-def plot_curves(histories: dict, metric: str = "loss", *, ax=None, title: str | None = None,
-                xlabel: str = "step", logy: bool = False, smooth: int = 1):
-    """Plots one metric of several runs on one axis: ``{"label": history_or_dict, ...}``.
-
-    Args:
-        histories: run label to ``History``, ``StepHistory`` or ``{metric: [values]}``.
-        metric: the key to plot (e.g. ``"loss"``, ``"val_accuracy"``).
-        smooth: width of a moving average (1 = raw values).
-
-    Returns:
-        The matplotlib axis.
-    """
-    import matplotlib.pyplot as plt
-
-    if smooth < 1:
-        raise ValueError(f"smooth must be >= 1, got {smooth}")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
-    for label, history in histories.items():
-        values = history.history if isinstance(history, StepHistory) else history_dict(history)
-        if metric not in values:
-            raise ValueError(f"run {label!r} has no metric {metric!r}; it has {sorted(values)}")
-        y = np.asarray(values[metric], dtype=float)
-        if smooth > 1 and len(y) >= smooth:
-            y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
-        ax.plot(np.arange(1, len(y) + 1), y, label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(metric)
-    if logy:
-        ax.set_yscale("log")
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return ax
 
 
 def time_per_image(predict_fn, images, *, batch_size: int = 1, repeats: int = 1,

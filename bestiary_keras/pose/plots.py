@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from bestiary_keras.datasets.figures import JOINT_NAMES, LIMBS
-from bestiary_keras.plotting import _as_display
+from bestiary_keras.figures import as_display
 
 __all__ = ["SIDE_COLORS", "draw_skeleton", "limb_colors", "show_belief_maps", "show_poses"]
 
@@ -97,7 +97,7 @@ def show_poses(images, keypoints, predictions=None, *, ncols=8, titles=None, tit
         ax.axis("off")
         if k >= n:
             continue
-        ax.imshow(_as_display(images[k]))
+        ax.imshow(as_display(images[k]))
         draw_skeleton(ax, keypoints[k], linewidth=1.2, markersize=6)
         if predictions is not None:
             pred = np.asarray(predictions[k], np.float32)[..., :2]  # scores: draw every joint
@@ -125,7 +125,7 @@ def show_belief_maps(image, maps_per_stage, joints, *, stage_names=None, joint_n
     """
     import matplotlib.pyplot as plt
 
-    image = _as_display(image)
+    image = as_display(image)
     height, width = image.shape[:2]
     stages = len(maps_per_stage)
     names = stage_names or [f"stage {t + 1}" for t in range(stages)]
