@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from keras import layers
 
+from bestiary_keras.batching import step_indices
+from bestiary_keras.classification import experiments
 from bestiary_keras.classification import resnet as rn
+from bestiary_keras.classification import resnet_blocks as blocks
 
 
 def _trainable(model):
@@ -23,7 +26,7 @@ def _bn_channels(model):
 
 # --------------------------------------------------------------------------- builders
 def test_resnet50_is_keras_resnet50_layer_for_layer():
-    ours = rn.resnet_v1(50)
+    ours = rn.resnet(50)
     theirs = keras.applications.ResNet50(weights=None)
     assert ours.count_params() == theirs.count_params() == 25_636_712
     ours_layers = [(l.name, [tuple(w.shape) for w in l.weights]) for l in ours.layers[1:]]
@@ -43,19 +46,19 @@ def test_resnet50_is_keras_resnet50_layer_for_layer():
 )
 def test_deep_resnets_match_keras_applications(depth, application, count):
     theirs = getattr(keras.applications, application)(weights=None)
-    assert rn.resnet_v1(depth).count_params() == theirs.count_params() == count
+    assert rn.resnet(depth).count_params() == theirs.count_params() == count
 
 
 @pytest.mark.parametrize("depth, torchvision", [(18, 11_689_512), (34, 21_797_672)])
 def test_basic_block_resnets_match_the_published_counts(depth, torchvision):
     # Without convolution biases (the torchvision layout), the trainable parameters are
     # exactly torchvision's count (its BN running statistics are buffers, not parameters).
-    no_bias = rn.resnet_v1(depth, use_bias=False)
+    no_bias = rn.resnet(depth, use_bias=False)
     assert _trainable(no_bias) == torchvision
     # The Keras v1 layout adds one bias per convolution channel (every convolution is followed
     # by a BN of the same width) and Keras counts BN's moving mean and variance as
     # (non-trainable) parameters too.
-    with_bias = rn.resnet_v1(depth)
+    with_bias = rn.resnet(depth)
     channels = _bn_channels(with_bias)
     assert with_bias.count_params() == torchvision + channels + 2 * channels
 
@@ -65,7 +68,7 @@ def test_resnet50_without_bias_is_torchvision_resnet50():
 
 
 def test_depth_shortcuts_are_the_generic_builder():
-    assert rn.resnet18(width=4, input_shape=(32, 32, 3)).count_params() == rn.resnet_v1(
+    assert rn.resnet18(width=4, input_shape=(32, 32, 3)).count_params() == rn.resnet(
         18, width=4, input_shape=(32, 32, 3)
     ).count_params()
     assert rn.resnet152(width=2, input_shape=(32, 32, 3)).name == "resnet152"
@@ -73,71 +76,71 @@ def test_depth_shortcuts_are_the_generic_builder():
 
 def test_unknown_depth_lists_the_valid_ones():
     with pytest.raises(ValueError, match=r"depth=42.*18, 34, 50, 101, 152"):
-        rn.resnet_v1(42)
+        rn.resnet(42)
 
 
 def test_small_resnet_runs_at_32x32():
-    model = rn.resnet_v1(18, input_shape=(32, 32, 3), width=8, stem="cifar", classes=5)
+    model = rn.resnet(18, input_shape=(32, 32, 3), width=8, stem="cifar", num_classes=5)
     assert model.output_shape == (None, 5)
     out = model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
     # Widths 8/16/32/64: the last stage has 64 channels.
     assert model.get_layer("conv5_block2_out").output.shape[-1] == 64
     # width scales the parameters roughly quadratically.
-    assert rn.resnet_v1(18, width=8, use_bias=False).count_params() < 11_689_512 / 40
+    assert rn.resnet(18, width=8, use_bias=False).count_params() < 11_689_512 / 40
 
 
 def test_kernel_initializer_reaches_every_kernel_and_keeps_the_count():
-    kwargs = dict(input_shape=(32, 32, 3), width=4, classes=3)
+    kwargs = dict(input_shape=(32, 32, 3), width=4, num_classes=3)
     for depth in (18, 50):
-        zero = rn.resnet_v1(depth, kernel_initializer="zeros", **kwargs)
-        assert zero.count_params() == rn.resnet_v1(depth, **kwargs).count_params()
+        zero = rn.resnet(depth, kernel_initializer="zeros", **kwargs)
+        assert zero.count_params() == rn.resnet(depth, **kwargs).count_params()
         kernels = [w for w in zero.weights if w.path.endswith("kernel")]
         # stem + every block's convolutions + projections + the dense top.
-        assert len(kernels) == rn.count_weighted_layers(zero)
+        assert len(kernels) == experiments.count_weighted_layers(zero)
         assert all(not np.any(keras.ops.convert_to_numpy(w)) for w in kernels)
-    default = rn.resnet_v1(18, **kwargs)
+    default = rn.resnet(18, **kwargs)
     assert all(np.any(keras.ops.convert_to_numpy(w)) for w in default.weights
                if w.path.endswith("kernel"))
 
 
 def test_bad_arguments_raise_value_errors():
     with pytest.raises(ValueError, match="width"):
-        rn.resnet_v1(18, width=0)
+        rn.resnet(18, width=0)
     with pytest.raises(ValueError, match="stem"):
-        rn.resnet_v1(18, stem="tiny")
+        rn.resnet(18, stem="tiny")
     with pytest.raises(ValueError, match="pooling"):
-        rn.resnet_v1(18, include_top=False, pooling="median", input_shape=(32, 32, 3))
+        rn.resnet(18, include_top=False, pooling="median", input_shape=(32, 32, 3))
     with pytest.raises(ValueError, match="n=0"):
         rn.cifar_resnet(0)
     x = keras.Input((8, 8, 4))
     with pytest.raises(ValueError, match="needs a `name`"):
-        rn.basic_block_v1(x, 4)
+        blocks.basic_block_v1(x, 4)
     with pytest.raises(ValueError, match="shortcut must be one of"):
-        rn.basic_block_v1(x, 8, shortcut="dense", name="b")
+        blocks.basic_block_v1(x, 8, shortcut="dense", name="b")
     with pytest.raises(ValueError, match="identity shortcut needs stride=1"):
-        rn.basic_block_v1(x, 8, shortcut="identity", name="b")
+        blocks.basic_block_v1(x, 8, shortcut="identity", name="b")
     with pytest.raises(ValueError, match="needs filters=8 channels; got 4"):
-        rn.simple_resnet_block(x, 8, 3)
+        blocks.simple_resnet_block(x, 8, 3)
 
 
 # --------------------------------------------------------------------------- depth
 def test_weighted_depth_counts_the_longest_path():
     # ResNet-152: 1 + 3 * (3 + 8 + 36 + 3) + 1 = 152 on the longest path; the four 1x1
     # projection shortcuts make 156 weighted layers in all.
-    model = rn.resnet_v1(152, include_top=True, input_shape=(64, 64, 3), width=4)
-    assert rn.weighted_depth(model) == 152
-    assert rn.count_weighted_layers(model) == 156
-    assert rn.weighted_depth(rn.resnet_v1(18, width=4, input_shape=(64, 64, 3))) == 18
+    model = rn.resnet(152, include_top=True, input_shape=(64, 64, 3), width=4)
+    assert experiments.weighted_depth(model) == 152
+    assert experiments.count_weighted_layers(model) == 156
+    assert experiments.weighted_depth(rn.resnet(18, width=4, input_shape=(64, 64, 3))) == 18
     vgg19 = keras.applications.VGG19(weights=None, input_shape=(32, 32, 3), include_top=False)
-    assert rn.weighted_depth(vgg19) == rn.count_weighted_layers(vgg19) == 16
+    assert experiments.weighted_depth(vgg19) == experiments.count_weighted_layers(vgg19) == 16
 
 
 @pytest.mark.parametrize("n", [1, 3, 5])
 def test_cifar_nets_have_6n_plus_2_layers_and_equal_parameters(n):
     res = rn.cifar_resnet(n, residual=True)
     plain = rn.cifar_resnet(n, residual=False)
-    assert rn.weighted_depth(res) == rn.weighted_depth(plain) == 6 * n + 2
+    assert experiments.weighted_depth(res) == experiments.weighted_depth(plain) == 6 * n + 2
     assert res.count_params() == plain.count_params()
     assert res.name == f"resnet{6 * n + 2}" and plain.name == f"plain{6 * n + 2}"
     assert not any(isinstance(l, layers.Add) for l in plain.layers)
@@ -154,11 +157,11 @@ def test_cifar_resnet8_parameter_count_by_hand():
 
 def test_zero_pad_shortcut_subsamples_and_pads_channels():
     x = np.arange(2 * 4 * 4 * 2, dtype="float32").reshape(2, 4, 4, 2)
-    y = rn.ZeroPadShortcut(5, 2)(x).numpy()
+    y = blocks.ZeroPadShortcut(5, 2)(x).numpy()
     assert y.shape == (2, 2, 2, 5)
     np.testing.assert_array_equal(y[..., :2], x[:, ::2, ::2, :])
     np.testing.assert_array_equal(y[..., 2:], 0.0)
-    assert rn.ZeroPadShortcut.from_config(rn.ZeroPadShortcut(5, 2).get_config()).filters == 5
+    assert blocks.ZeroPadShortcut.from_config(blocks.ZeroPadShortcut(5, 2).get_config()).filters == 5
 
 
 # --------------------------------------------------------------------------- blocks
@@ -175,7 +178,7 @@ def test_slide_block_with_valid_convolutions_cannot_add():
 
 def test_simple_resnet_block_keeps_the_shape():
     inputs = keras.Input((16, 16, 8))
-    out = rn.simple_resnet_block(inputs, 8, 3, name="slide")
+    out = blocks.simple_resnet_block(inputs, 8, 3, name="slide")
     model = keras.Model(inputs, out)
     assert model.output_shape == (None, 16, 16, 8)
     y = model.predict(np.random.default_rng(0).normal(size=(2, 16, 16, 8)), verbose=0)
@@ -201,10 +204,10 @@ def _identity_check(build, channels, rng):
 def test_zero_init_residual_block_is_the_identity(block):
     rng = np.random.default_rng(0)
     builders = {
-        "simple": (lambda x: rn.simple_resnet_block(x, 8, 3, zero_init_residual=True), 8),
-        "basic": (lambda x: rn.basic_block_v1(x, 8, zero_init_residual=True, name="b"), 8),
+        "simple": (lambda x: blocks.simple_resnet_block(x, 8, 3, zero_init_residual=True), 8),
+        "basic": (lambda x: blocks.basic_block_v1(x, 8, zero_init_residual=True, name="b"), 8),
         "bottleneck": (
-            lambda x: rn.residual_block_v1(
+            lambda x: blocks.residual_block_v1(
                 x, 4, conv_shortcut=False, zero_init_residual=True, name="b"
             ),
             16,
@@ -216,37 +219,26 @@ def test_zero_init_residual_block_is_the_identity(block):
 
 def test_default_init_block_is_not_the_identity():
     inputs = keras.Input((6, 6, 8))
-    model = keras.Model(inputs, rn.basic_block_v1(inputs, 8, name="b"))
+    model = keras.Model(inputs, blocks.basic_block_v1(inputs, 8, name="b"))
     x = np.random.default_rng(1).uniform(0.0, 3.0, size=(4, 6, 6, 8)).astype("float32")
     assert np.abs(model(x, training=True).numpy() - x).max() > 0.1
 
 
 def test_plain_block_has_no_shortcut():
     inputs = keras.Input((6, 6, 8))
-    model = keras.Model(inputs, rn.basic_block_v1(inputs, 8, residual=False, name="p"))
+    model = keras.Model(inputs, blocks.basic_block_v1(inputs, 8, residual=False, name="p"))
     assert not any(isinstance(l, layers.Add) for l in model.layers)
     # zero gamma on the last BN makes the plain block output ReLU(0) = 0 (no shortcut).
     model = keras.Model(
-        inputs, rn.basic_block_v1(inputs, 8, residual=False, zero_init_residual=True, name="q")
+        inputs, blocks.basic_block_v1(inputs, 8, residual=False, zero_init_residual=True, name="q")
     )
     np.testing.assert_array_equal(model(np.ones((1, 6, 6, 8), "float32")).numpy(), 0.0)
 
 
 # --------------------------------------------------------------------------- training helpers
-def test_batch_order_is_reproducible_and_covers_each_epoch():
-    order = rn.batch_order(10, 4, steps=5, seed=3)
-    assert order.shape == (5, 4)
-    np.testing.assert_array_equal(order, rn.batch_order(10, 4, steps=5, seed=3))
-    # Two full batches per epoch (the ragged two are dropped), no repeats within an epoch.
-    assert len(set(order[:2].ravel())) == 8 and len(set(order[2:4].ravel())) == 8
-    assert not np.array_equal(order, rn.batch_order(10, 4, steps=5, seed=4))
-    with pytest.raises(ValueError, match="batch_size=11"):
-        rn.batch_order(10, 11, steps=1)
-
-
 def _tiny_model(seed):
     keras.utils.set_random_seed(seed)
-    model = rn.cifar_resnet(1, filters=(4, 4, 4), input_shape=(8, 8, 3), classes=3)
+    model = rn.cifar_resnet(1, filters=(4, 4, 4), input_shape=(8, 8, 3), num_classes=3)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
     return model
 
@@ -255,13 +247,13 @@ def test_train_for_steps_gives_identical_runs_for_identical_models():
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(32, 8, 8, 3)).astype("float32")
     y = rng.integers(0, 3, size=32)
-    a = rn.train_for_steps(_tiny_model(0), x, y, steps=6, batch_size=8, seed=0)
-    b = rn.train_for_steps(_tiny_model(0), x, y, steps=6, batch_size=8, seed=0)
+    a = experiments.train_for_steps(_tiny_model(0), x, y, steps=6, batch_size=8, seed=0)
+    b = experiments.train_for_steps(_tiny_model(0), x, y, steps=6, batch_size=8, seed=0)
     assert a.shape == (6,)
     np.testing.assert_allclose(a, b, rtol=1e-5)
     # The first loss is the untrained model's loss on the first batch.
     model = _tiny_model(0)
-    first = rn.batch_order(32, 8, 1, seed=0)[0]
+    first = step_indices(32, 8, 1, seed=0)[0]
     expected = model.evaluate(x[first], y[first], verbose=0)
     # (BN in training mode during the step vs inference mode here: equal only to a tolerance.)
     assert abs(a[0] - expected) < 0.5
@@ -272,10 +264,22 @@ def test_gradient_norms_by_layer():
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(8, 8, 8, 3)).astype("float32")
     y = rng.integers(0, 3, size=8)
-    norms = rn.conv_kernel_gradient_norms(model, x, y)
+    norms = experiments.conv_kernel_gradient_norms(model, x, y)
     names = [l.name for l in model.layers if isinstance(l, layers.Conv2D)]
     assert list(norms) == names and len(names) == 7
     assert all(v > 0 for v in norms.values())
     # With a zero classifier kernel no gradient reaches the convolutions: all norms are 0.
     model.get_layer("predictions").kernel.assign(np.zeros((4, 3), "float32"))
-    assert all(v == 0.0 for v in rn.conv_kernel_gradient_norms(model, x, y).values())
+    assert all(v == 0.0 for v in experiments.conv_kernel_gradient_norms(model, x, y).values())
+
+
+def test_zero_pad_shortcut_survives_save_and_load(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = rn.cifar_resnet(1, filters=(4, 8, 8), input_shape=(8, 8, 3), num_classes=3)
+    assert any(isinstance(layer, blocks.ZeroPadShortcut) for layer in model.layers)
+    x = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    layer = loaded.get_layer("conv3_block1_0_pad")
+    assert (layer.filters, layer.strides) == (8, 2)

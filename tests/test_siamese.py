@@ -231,11 +231,3 @@ def test_descriptor_pair_network_stacks_shared_descriptors():
     np.testing.assert_allclose(out[:, 1], siamese.embed(branch, x2), rtol=1e-5, atol=1e-6)
     model.compile("adam", loss=losses.HardestNegativeContrastiveLoss(2.0))
     assert np.isfinite(model.evaluate([x1, x2], np.arange(3), verbose=0))
-
-
-def test_fixed_step_indices():
-    idx = data.fixed_step_indices(10, 7, 4, np.random.default_rng(0))
-    assert idx.shape == (28,)
-    np.testing.assert_array_equal(np.sort(idx[:10]), np.arange(10))  # whole passes first
-    with pytest.raises(ValueError, match="steps"):
-        data.fixed_step_indices(10, 0, 4, np.random.default_rng(0))

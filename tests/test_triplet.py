@@ -155,6 +155,14 @@ def test_triplet_batches_are_reproducible():
     again = batches[1][0]
     np.testing.assert_array_equal(a, again[0])
     assert not np.array_equal(a, batches[2][0][0])
+    # A batching.SeededBatches whose step generator is the one the class used before it was
+    # one (numpy.random.default_rng([seed, index])): the same batches as before.
+    (old_inputs, old_idx) = batches.compose(np.random.default_rng([7, 1]))
+    inputs, idx = batches.batch(1)
+    np.testing.assert_array_equal(idx, old_idx)
+    for new, old in zip(inputs, old_inputs):
+        np.testing.assert_array_equal(new, old)
+    np.testing.assert_array_equal(a, old_inputs[0])
 
 
 def test_pose_retrieval_hand_case():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bestiary_keras.classification import vgg as V
+from bestiary_keras.classification import vgg_protocol as P
 
 
 def _layer_signature(model):
@@ -32,7 +33,7 @@ def applications_counts():
 
 @pytest.mark.parametrize("depth, expected", [(16, 138_357_544), (19, 143_667_240)])
 def test_vgg16_vgg19_match_keras_applications(applications_counts, depth, expected):
-    model = V.build_vgg(depth)
+    model = V.vgg(depth)
     try:
         app_count, app_layers = applications_counts[depth]
         assert app_count == expected
@@ -47,7 +48,7 @@ def test_vgg16_vgg19_match_keras_applications(applications_counts, depth, expect
 def test_vgg11_vgg13_parameter_counts():
     # Table 2 of the paper: 133 M for A and B; exact counts of the layers of Table 1.
     for depth, expected in ((11, 132_863_336), (13, 133_047_848)):
-        model = V.build_vgg(depth)
+        model = V.vgg(depth)
         assert model.count_params() == expected
         assert sum(isinstance(l, keras.layers.Conv2D) for l in model.layers) == depth - 3
         del model
@@ -55,7 +56,7 @@ def test_vgg11_vgg13_parameter_counts():
 
 
 def test_narrow_variant_hand_count():
-    model = V.build_vgg("A", input_shape=(64, 64, 3), num_classes=6, base_width=8, fc_units=32,
+    model = V.vgg("A", input_shape=(64, 64, 3), num_classes=6, base_width=8, fc_units=32,
                   box_head=True, dropout=0.5)
     convs = [(3, 8), (8, 16), (16, 32), (32, 32), (32, 64), (64, 64), (64, 64), (64, 64)]
     expected = sum(9 * i * o + o for i, o in convs)
@@ -68,22 +69,22 @@ def test_narrow_variant_hand_count():
 
 def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="config='F'"):
-        V.build_vgg("F")
+        V.vgg("F")
     with pytest.raises(ValueError, match="config=12"):
-        V.build_vgg(12)
+        V.vgg(12)
     with pytest.raises(ValueError, match=r"multiples of 32.*height 32 or 64"):
-        V.build_vgg("A", input_shape=(48, 48, 3), base_width=8, fc_units=8)
+        V.vgg("A", input_shape=(48, 48, 3), base_width=8, fc_units=8)
     with pytest.raises(ValueError, match="dropout"):
-        V.build_vgg("A", input_shape=(32, 32, 3), base_width=8, fc_units=8, dropout=1.0)
+        V.vgg("A", input_shape=(32, 32, 3), base_width=8, fc_units=8, dropout=1.0)
     with pytest.raises(ValueError, match="base_width"):
-        V.build_vgg("A", input_shape=(32, 32, 3), base_width=0)
+        V.vgg("A", input_shape=(32, 32, 3), base_width=0)
     # Without the top any size >= 32 works.
-    assert V.build_vgg("A", input_shape=(48, 48, 3), include_top=False,
+    assert V.vgg("A", input_shape=(48, 48, 3), include_top=False,
                  base_width=8).output.shape[1:] == (1, 1, 64)
 
 
 def test_weight_decay_is_half_l2_like_caffe():
-    model = V.build_vgg("A", input_shape=(32, 32, 3), num_classes=2, base_width=8, fc_units=8,
+    model = V.vgg("A", input_shape=(32, 32, 3), num_classes=2, base_width=8, fc_units=8,
                   weight_decay=5e-4, kernel_initializer="ones")
     kernels = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
     expected = 0.5 * 5e-4 * sum(float(np.prod(k.shape)) for k in kernels)  # ||w||^2 with w = 1
@@ -122,7 +123,7 @@ def test_per_class_box_loss_gradient_only_on_true_class():
 
 
 def test_localisation_targets():
-    targets = V.localisation_targets(np.array([[3], [1]]),
+    targets = P.localisation_targets(np.array([[3], [1]]),
                                      np.array([[[16, 16, 48, 48]], [[0, 0, 16, 32]]]), 64)
     np.testing.assert_array_equal(targets["predictions"], [3, 1])
     np.testing.assert_allclose(targets["boxes"], [[3, 0, 0, 0.5, 0.5],
@@ -130,7 +131,7 @@ def test_localisation_targets():
 
 
 def _small(config, **kwargs):
-    return V.build_vgg(config, input_shape=(64, 64, 3), num_classes=3, base_width=4, fc_units=8,
+    return V.vgg(config, input_shape=(64, 64, 3), num_classes=3, base_width=4, fc_units=8,
                  box_head=True, **kwargs)
 
 
@@ -138,7 +139,7 @@ def test_transfer_weights_by_name():
     keras.utils.set_random_seed(0)
     shallow, deep = _small("A"), _small("D")
     before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in deep.layers}
-    copied = V.transfer_weights(shallow, deep, V.SHALLOW_INIT_LAYERS + ("boxes",))
+    copied = P.transfer_weights(shallow, deep, V.SHALLOW_INIT_LAYERS + ("boxes",))
     assert copied == list(V.SHALLOW_INIT_LAYERS) + ["boxes"]
     for name in copied:
         for a, b in zip(shallow.get_layer(name).get_weights(), deep.get_layer(name).get_weights()):
@@ -146,18 +147,18 @@ def test_transfer_weights_by_name():
     for name in ("block1_conv2", "block3_conv3", "block5_conv3"):  # untouched
         np.testing.assert_array_equal(deep.get_layer(name).get_weights()[0], before[name][0])
     # Default: every same-named layer with the same shapes (A's block4/5 convs too).
-    assert "block5_conv2" in V.transfer_weights(shallow, deep)
+    assert "block5_conv2" in P.transfer_weights(shallow, deep)
     with pytest.raises(ValueError, match="'block1_conv2' is not a layer of model"):
-        V.transfer_weights(shallow, deep, ["block1_conv2"])
-    wide = V.build_vgg("A", input_shape=(64, 64, 3), num_classes=3, base_width=8, fc_units=8)
+        P.transfer_weights(shallow, deep, ["block1_conv2"])
+    wide = V.vgg("A", input_shape=(64, 64, 3), num_classes=3, base_width=8, fc_units=8)
     with pytest.raises(ValueError, match="weight shapes differ"):
-        V.transfer_weights(shallow, wide, ["block1_conv1"])
+        P.transfer_weights(shallow, wide, ["block1_conv1"])
 
 
 def test_fully_convolutional_matches_at_training_size_and_slides():
     keras.utils.set_random_seed(1)
     model = _small("A", dropout=0.5)
-    fcn = V.fully_convolutional(model)
+    fcn = P.fully_convolutional(model)
     dense_layers = [l for l in fcn.layers if isinstance(l, keras.layers.Conv2D)
                     and l.name in ("fc1", "fc2", "predictions", "boxes")]
     assert [l.kernel_size for l in dense_layers] == [(2, 2), (1, 1), (1, 1), (1, 1)]
@@ -186,7 +187,7 @@ def test_dense_predict_merges_boxes_and_maps_flips_back():
         lambda z: z + keras.ops.convert_to_tensor([0, 0, 1, 1] * 2, dtype="float32"))(zeros)
     fcn = keras.Model(inputs, {"predictions": probs, "boxes": boxes})
     images = np.zeros((2, 64, 64, 3), np.uint8)
-    out = V.dense_predict(fcn, images, window=64, scales=(64, 96), flip=True)
+    out = P.dense_predict(fcn, images, window=64, scales=(64, 96), flip=True)
     np.testing.assert_array_equal(out.labels, [1, 1])
     np.testing.assert_allclose(out.box_scores, 1 / (1 + np.exp(-2)), rtol=1e-5)
     assert out.score_maps[96].shape == (2, 2, 2, 2)
@@ -196,20 +197,20 @@ def test_dense_predict_merges_boxes_and_maps_flips_back():
     # the whole image.
     np.testing.assert_allclose(out.boxes, [[0, 0, 64, 64]] * 2, atol=1e-4)
     with pytest.raises(ValueError, match="multiple of 32"):
-        V.dense_predict(fcn, images, window=64, scales=(80,))
+        P.dense_predict(fcn, images, window=64, scales=(80,))
 
 
 def test_localisation_errors_ilsvrc_rule():
     true_boxes = np.array([[0, 0, 10, 10]] * 4, np.float32)
     pred_boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 4], [0, 0, 10, 6], [0, 0, 10, 10]],
                           np.float32)  # IoU 1, 0.4, 0.6, 1
-    cls_err, loc_err = V.localisation_errors([1, 1, 1, 2], pred_boxes, [1, 1, 1, 1], true_boxes)
+    cls_err, loc_err = P.localisation_errors([1, 1, 1, 2], pred_boxes, [1, 1, 1, 1], true_boxes)
     assert cls_err == 0.25
     assert loc_err == 0.5  # sample 1: IoU < 0.5; sample 3: wrong class
 
 
 def test_fc_initializer_and_preprocess():
-    model = V.build_vgg("A", input_shape=(32, 32, 3), num_classes=2, base_width=4, fc_units=4,
+    model = V.vgg("A", input_shape=(32, 32, 3), num_classes=2, base_width=4, fc_units=4,
                         box_head=True, kernel_initializer="zeros", fc_initializer="ones")
     assert not model.get_layer("block5_conv2").get_weights()[0].any()
     for name in ("fc1", "fc2", "predictions", "boxes"):
@@ -223,13 +224,13 @@ def test_fc_initializer_and_preprocess():
 def test_compile_localiser_trains_one_step():
     keras.utils.set_random_seed(2)
     model = _small("A", dropout=0.5, weight_decay=5e-4)
-    V.compile_localiser(model, learning_rate=0.01)
+    P.compile_localiser(model, learning_rate=0.01)
     x = np.random.default_rng(0).normal(size=(4, 64, 64, 3)).astype(np.float32)
-    targets = V.localisation_targets(np.array([0, 1, 2, 0]),
+    targets = P.localisation_targets(np.array([0, 1, 2, 0]),
                                      np.array([[8, 8, 40, 40]] * 4, np.float32), 64)
     logs = model.train_on_batch(x, targets, return_dict=True)
     assert np.isfinite(logs["loss"]) and "boxes_loss" in logs
     assert isinstance(model.optimizer, keras.optimizers.SGD)
     assert float(model.optimizer.momentum) == 0.9
     with pytest.raises(ValueError, match="learning_rate"):
-        V.compile_localiser(model, learning_rate=0.0)
+        P.compile_localiser(model, learning_rate=0.0)

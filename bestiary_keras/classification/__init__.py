@@ -1,46 +1,15 @@
-"""Classification networks: VGG (notebook 01) and ResNet (notebook 02)."""
+"""Classification networks: VGG (notebook 01) and ResNet (notebook 02).
 
-from .vgg import (
-    SHALLOW_INIT_LAYERS,
-    VGG_BLOCK_WIDTHS,
-    VGG_CONFIGS,
-    VGG_DEPTHS,
-    DensePrediction,
-    build_vgg,
-    compile_localiser,
-    configuration_table,
-    dense_predict,
-    fully_convolutional,
-    localisation_errors,
-    localisation_targets,
-    per_class_box_loss,
-    preprocess,
-    transfer_weights,
-    vgg11,
-    vgg13,
-    vgg16,
-    vgg19,
-    vgg_block,
-)
+- ``vgg``: the configurations of the paper's table 1, the builders (``vgg``, ``vgg11`` ...
+  ``vgg19``), the per-class box loss and the paper's preprocessing.
+- ``vgg_protocol``: VGG's training and testing protocol: initialisation from net A,
+  localisation targets and optimiser, fully convolutional dense evaluation, ILSVRC errors.
+- ``resnet_blocks``: the residual blocks and stages, on tensors (``ZeroPadShortcut`` too).
+- ``resnet``: the builders (``resnet``, ``resnet18`` ... ``resnet152``, ``cifar_resnet``).
+- ``experiments``: notebook 02's measurements: depth counting, gradient norms at
+  initialisation, the fixed-budget training loop.
 
-from .resnet import (
-    BLOCK_EXPANSION,
-    RESNET_CONFIGS,
-    ZeroPadShortcut,
-    basic_block_v1,
-    batch_order,
-    cifar_resnet,
-    conv_kernel_gradient_norms,
-    count_weighted_layers,
-    residual_block_v1,
-    resnet18,
-    resnet34,
-    resnet50,
-    resnet101,
-    resnet152,
-    resnet_v1,
-    simple_resnet_block,
-    stack_residual_blocks,
-    train_for_steps,
-    weighted_depth,
-)
+Import the submodules directly (``from bestiary_keras.classification import resnet``).
+"""
+
+__all__ = ["experiments", "resnet", "resnet_blocks", "vgg", "vgg_protocol"]

@@ -1,16 +1,17 @@
 """VGG (Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
-Recognition", ICLR 2015): builders, localisation loss, the slide's training and testing tricks.
+Recognition", ICLR 2015): the configurations, the builders and the localisation loss.
 
-- ``build_vgg(config, ...)`` builds configurations A, B, D, E of the paper's Table 1 (VGG-11/13/16/19)
+- ``vgg(config, ...)`` builds configurations A, B, D, E of the paper's Table 1 (VGG-11/13/16/19)
   from one table, ``VGG_CONFIGS``; ``vgg16()`` / ``vgg19()`` have exactly the layers, names and
   parameter counts of ``keras.applications.VGG16`` / ``VGG19``. ``base_width``, ``fc_units`` and
   ``input_shape`` give the narrow, small-input variants trained in notebook 01.
 - ``box_head=True`` adds the paper's per-class bounding-box regression layer ("PCR", Sec. 4.2
   of the localisation appendix) next to the soft-max; ``per_class_box_loss`` is its Euclidean loss.
-- ``transfer_weights`` copies layers by name: the paper's initialisation of a deep net from the
-  shallow net A (``SHALLOW_INIT_LAYERS``).
-- ``fully_convolutional`` turns the FC layers into convolutions (the paper's dense testing);
-  ``dense_predict`` applies the result over several scales and flips and merges the boxes.
+- ``SHALLOW_INIT_LAYERS``: the layers of net A that initialise the deeper nets.
+
+The paper's training and testing protocol (initialisation from net A, localisation targets and
+optimiser, fully convolutional dense evaluation, the ILSVRC errors) is in
+``classification.vgg_protocol``.
 
 Localisation parameterisation (the slides' ``(dx, dy, w, h)``): for a box with centre
 ``(cx, cy)`` and size ``(bw, bh)`` seen through a square window of side ``S`` centred at
@@ -21,36 +22,25 @@ is applied densely), ``dx = (cx - wx) / S``, ``dy = (cy - wy) / S``, ``w = bw / 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 import numpy as np
 from keras import layers, ops
-
-from bestiary_keras import geometry
-from bestiary_keras.training import build_optimizer
 
 __all__ = [
     "VGG_CONFIGS",
     "VGG_DEPTHS",
     "VGG_BLOCK_WIDTHS",
     "SHALLOW_INIT_LAYERS",
+    "TOTAL_STRIDE",
     "configuration_table",
     "vgg_block",
-    "build_vgg",
+    "vgg",
     "vgg11",
     "vgg13",
     "vgg16",
     "vgg19",
     "preprocess",
     "per_class_box_loss",
-    "localisation_targets",
-    "compile_localiser",
-    "transfer_weights",
-    "fully_convolutional",
-    "DensePrediction",
-    "dense_predict",
-    "localisation_errors",
 ]
 
 VGG_CONFIGS = {
@@ -73,7 +63,8 @@ SHALLOW_INIT_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block3_c
 """The layers the paper initialises from the trained net A: its first four conv layers (which
 are, by name and shape, the same layers in B, D and E) and the three FC layers."""
 
-_TOTAL_STRIDE = 32  # five 2x2 max-poolings
+TOTAL_STRIDE = 32
+"""Stride of the last feature map: five 2x2 max-poolings."""
 
 
 def _check_config(config) -> str:
@@ -143,7 +134,7 @@ def vgg_block(x, filters: int, num_convs: int, block: int, *, kernel_initializer
     return layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
 
 
-def build_vgg(config="D", *, input_shape=(224, 224, 3), num_classes: int = 1000, base_width: int = 64,
+def vgg(config="D", *, input_shape=(224, 224, 3), num_classes: int = 1000, base_width: int = 64,
         fc_units: int = 4096, include_top: bool = True, box_head: bool = False,
         dropout: float = 0.0, weight_decay: float = 0.0, kernel_initializer="glorot_uniform",
         fc_initializer=None, classifier_activation="softmax",
@@ -182,11 +173,11 @@ def build_vgg(config="D", *, input_shape=(224, 224, 3), num_classes: int = 1000,
     if len(input_shape) != 3:
         raise ValueError(f"input_shape={input_shape!r} must be (height, width, channels).")
     height, width = input_shape[0], input_shape[1]
-    if include_top and (height is None or width is None or height % _TOTAL_STRIDE
-                        or width % _TOTAL_STRIDE or min(height, width) < _TOTAL_STRIDE):
+    if include_top and (height is None or width is None or height % TOTAL_STRIDE
+                        or width % TOTAL_STRIDE or min(height, width) < TOTAL_STRIDE):
         def near(n):
-            low = max(_TOTAL_STRIDE, (n or 0) // _TOTAL_STRIDE * _TOTAL_STRIDE)
-            return f"{low} or {low + _TOTAL_STRIDE}" if n and n % _TOTAL_STRIDE else f"{low}"
+            low = max(TOTAL_STRIDE, (n or 0) // TOTAL_STRIDE * TOTAL_STRIDE)
+            return f"{low} or {low + TOTAL_STRIDE}" if n and n % TOTAL_STRIDE else f"{low}"
         raise ValueError(
             f"input_shape={tuple(input_shape)!r}: with include_top=True height and width must be "
             f"fixed multiples of 32 (five 2x2 poolings); nearest sizes: height {near(height)}, "
@@ -228,23 +219,23 @@ def build_vgg(config="D", *, input_shape=(224, 224, 3), num_classes: int = 1000,
 
 
 def vgg11(**kwargs) -> keras.Model:
-    """VGG-11 (configuration A); keyword arguments as in ``build_vgg``."""
-    return build_vgg("A", **kwargs)
+    """VGG-11 (configuration A); keyword arguments as in ``vgg``."""
+    return vgg("A", **kwargs)
 
 
 def vgg13(**kwargs) -> keras.Model:
-    """VGG-13 (configuration B); keyword arguments as in ``build_vgg``."""
-    return build_vgg("B", **kwargs)
+    """VGG-13 (configuration B); keyword arguments as in ``vgg``."""
+    return vgg("B", **kwargs)
 
 
 def vgg16(**kwargs) -> keras.Model:
     """VGG-16 (configuration D), same layers as ``keras.applications.VGG16(weights=None)``."""
-    return build_vgg("D", **kwargs)
+    return vgg("D", **kwargs)
 
 
 def vgg19(**kwargs) -> keras.Model:
     """VGG-19 (configuration E), same layers as ``keras.applications.VGG19(weights=None)``."""
-    return build_vgg("E", **kwargs)
+    return vgg("E", **kwargs)
 
 
 def preprocess(images, mean_rgb=None) -> np.ndarray:
@@ -292,306 +283,3 @@ def per_class_box_loss(y_true, y_pred):
     chosen = ops.sum(boxes * one_hot[:, :, None], axis=1)
     valid = ops.cast(labels >= 0, y_pred.dtype)
     return 0.5 * ops.sum(ops.square(chosen - targets), axis=-1) * valid
-
-
-def localisation_targets(labels, boxes, image_size: int) -> dict:
-    """Training targets for ``build_vgg(..., box_head=True)`` from single-object scenes.
-
-    Args:
-        labels: ``(N,)`` or ``(N, M)`` int class indices (the first object is used).
-        boxes: ``(N, 4)`` or ``(N, M, 4)`` xyxy pixel boxes in the ``image_size`` input.
-        image_size: side of the (square) network input, the window of the encoding.
-
-    Returns:
-        ``{"predictions": (N,) int32, "boxes": (N, 5) float32 [class, dx, dy, w, h]}``.
-    """
-    labels = np.asarray(labels)
-    boxes = np.asarray(boxes, np.float32)
-    if labels.ndim == 2:
-        labels, boxes = labels[:, 0], boxes[:, 0]
-    if boxes.shape != (len(labels), 4):
-        raise ValueError(f"boxes has shape {boxes.shape}, expected ({len(labels)}, 4).")
-    window = np.array([0, 0, image_size, image_size], np.float32)
-    params = geometry.encode_window_boxes(boxes, window)
-    return {
-        "predictions": labels.astype(np.int32),
-        "boxes": np.concatenate([labels[:, None].astype(np.float32), params], axis=1),
-    }
-
-
-def compile_localiser(model: keras.Model, *, learning_rate: float = 0.01, momentum: float = 0.9,
-                      box_loss_weight: float = 1.0) -> keras.Model:
-    """Compiles a ``build_vgg(..., box_head=True)`` model with the paper's optimiser.
-
-    Mini-batch SGD with momentum 0.9; the loss is the soft-max cross-entropy (multinomial
-    logistic regression) plus ``box_loss_weight`` times ``per_class_box_loss``; weight decay
-    and dropout are part of the model (``build_vgg(weight_decay=..., dropout=...)``).
-
-    Returns:
-        The same model, compiled (metric: classification accuracy).
-    """
-    if learning_rate <= 0 or not 0 <= momentum < 1 or box_loss_weight < 0:
-        raise ValueError(
-            f"learning_rate={learning_rate!r} must be > 0, momentum={momentum!r} in [0, 1) and "
-            f"box_loss_weight={box_loss_weight!r} >= 0."
-        )
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum),
-        loss={"predictions": "sparse_categorical_crossentropy", "boxes": per_class_box_loss},
-        loss_weights={"predictions": 1.0, "boxes": box_loss_weight},
-        metrics={"predictions": "accuracy"},
-    )
-    return build_optimizer(model)  # momentum buffers now, not while tracing the first step
-
-
-def transfer_weights(source: keras.Model, target: keras.Model, layer_names=None) -> list[str]:
-    """Copies the weights of the layers with the same name from ``source`` into ``target``.
-
-    The paper's initialisation of the deep nets from net A is
-    ``transfer_weights(net_a, net_d, SHALLOW_INIT_LAYERS)``.
-
-    Args:
-        source, target: Keras models.
-        layer_names: names to copy; ``None`` copies every layer with weights whose name exists
-            in both models with the same weight shapes.
-
-    Returns:
-        The names of the copied layers.
-
-    Raises:
-        ValueError: a named layer is missing from a model or its weight shapes differ.
-    """
-    source_layers = {layer.name: layer for layer in source.layers}
-    target_layers = {layer.name: layer for layer in target.layers}
-
-    def shapes(layer):
-        return [tuple(w.shape) for w in layer.weights]
-
-    if layer_names is None:
-        names = [n for n, layer in source_layers.items()
-                 if layer.weights and n in target_layers
-                 and shapes(layer) == shapes(target_layers[n])]
-    else:
-        names = list(layer_names)
-        for n in names:
-            for model, found in ((source, source_layers), (target, target_layers)):
-                if n not in found:
-                    raise ValueError(
-                        f"layer_names: {n!r} is not a layer of model {model.name!r}; its layers "
-                        f"with weights are {[k for k, v in found.items() if v.weights]}."
-                    )
-            if shapes(source_layers[n]) != shapes(target_layers[n]):
-                raise ValueError(
-                    f"layer {n!r}: weight shapes differ, {shapes(source_layers[n])} in "
-                    f"{source.name!r} vs {shapes(target_layers[n])} in {target.name!r}. "
-                    "Build both models with the same widths."
-                )
-    for n in names:
-        target_layers[n].set_weights(source_layers[n].get_weights())
-    return names
-
-
-def fully_convolutional(model: keras.Model) -> keras.Model:
-    """The paper's test-time network: FC layers become convolutions, any input size works.
-
-    The first FC layer after ``Flatten`` becomes a convolution whose kernel is the size of the
-    final feature map (7x7 in VGG-16 at 224), the following FC layers 1x1 convolutions; their
-    weights are the FC weights reshaped (``Flatten`` is row-major over height, width,
-    channels, so ``kernel.reshape(h, w, c, units)`` is exact). Dropout is dropped (inference).
-    On an input of the training size the outputs equal the original model's, with spatial
-    size 1x1; on a larger input they are maps of class posteriors (and boxes) with one
-    location per 32-pixel step of the input window.
-
-    Args:
-        model: a functional model whose FC part is ``Flatten`` followed by ``Dense`` layers
-            (e.g. from ``build_vgg``).
-
-    Returns:
-        A new ``keras.Model`` with input ``(None, None, channels)`` and the same output
-        structure (a dict stays a dict), outputs of shape ``(batch, rows, cols, units)``.
-    """
-    if not isinstance(model, keras.Model) or not hasattr(model, "inputs") or len(model.inputs) != 1:
-        raise ValueError(f"model={model!r}: expected a functional keras.Model with one input.")
-    old_input = model.inputs[0]
-    if len(old_input.shape) != 4:
-        raise ValueError(f"model input has shape {old_input.shape}; expected (batch, h, w, c).")
-    inputs = keras.Input(shape=(None, None, old_input.shape[-1]), name="input_layer")
-    tensors = {id(old_input): inputs}
-    flatten_hw = None
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        old_in = layer.input
-        if isinstance(old_in, (list, tuple)) and len(old_in) == 1:
-            old_in = old_in[0]
-        new_in = keras.tree.map_structure(lambda t: tensors[id(t)], old_in)
-        if isinstance(layer, (layers.Dropout,)):
-            new_out = new_in
-        elif isinstance(layer, layers.Flatten):
-            if len(old_in.shape) != 4:
-                raise ValueError(f"layer {layer.name!r}: only Flatten of (b, h, w, c) is supported.")
-            flatten_hw = tuple(old_in.shape[1:3])
-            new_out = new_in
-        elif isinstance(layer, layers.Dense):
-            units = layer.units
-            in_features = old_in.shape[-1]
-            channels = new_in.shape[-1]
-            if in_features == channels:
-                kernel_size = (1, 1)
-            elif flatten_hw is not None and flatten_hw[0] * flatten_hw[1] * channels == in_features:
-                kernel_size = flatten_hw
-            else:
-                raise ValueError(
-                    f"layer {layer.name!r}: cannot turn a Dense on {in_features} features into a "
-                    f"convolution over {channels} channels."
-                )
-            conv = layers.Conv2D(units, kernel_size, padding="valid",
-                                 activation=layer.activation, use_bias=layer.use_bias,
-                                 name=layer.name)
-            new_out = conv(new_in)
-            weights = layer.get_weights()
-            weights[0] = weights[0].reshape(*kernel_size, channels, units)
-            conv.set_weights(weights)
-        else:
-            clone = layer.__class__.from_config(layer.get_config())
-            new_out = clone(new_in)
-            clone.set_weights(layer.get_weights())
-        old_out = layer.output
-        for o, n in zip(keras.tree.flatten(old_out), keras.tree.flatten(new_out)):
-            tensors[id(o)] = n
-    outputs = keras.tree.map_structure(lambda t: tensors[id(t)], model.output)
-    return keras.Model(inputs, outputs, name=f"{model.name}_fully_convolutional")
-
-
-@dataclass
-class DensePrediction:
-    """Output of ``dense_predict`` for ``N`` images and ``C`` classes.
-
-    Attributes:
-        labels: ``(N,)`` predicted class (argmax of ``scores``).
-        scores: ``(N, C)`` class posteriors averaged over locations, then flips, then scales.
-        boxes: ``(N, 4)`` merged xyxy box of the predicted class, in input-image pixels.
-        box_scores: ``(N,)`` the classifier's score of the predicted class (``scores[labels]``).
-        score_maps: ``{scale: (N, rows, cols, C)}`` the posterior maps (unflipped pass).
-    """
-
-    labels: np.ndarray
-    scores: np.ndarray
-    boxes: np.ndarray
-    box_scores: np.ndarray
-    score_maps: dict
-
-
-def _resize(images, size: int) -> np.ndarray:
-    import cv2
-
-    if images.shape[1] == size and images.shape[2] == size:
-        return images.astype(np.float32)
-    interpolation = cv2.INTER_AREA if size < images.shape[1] else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(im, (size, size), interpolation=interpolation)
-                     for im in images]).astype(np.float32)
-
-
-def dense_predict(fcn: keras.Model, images, *, window: int, scales=(64,), flip: bool = True,
-                  merge_iou: float = 0.5, mean_rgb=None, batch_size: int = 64) -> DensePrediction:
-    """Dense evaluation (the paper's Sec. 3.2) with per-class boxes merged as in OverFeat.
-
-    For every test scale ``Q`` the (square) images are rescaled to ``Q x Q`` and the fully
-    convolutional net ``fcn`` is applied once: location ``(i, j)`` of its output map sees the
-    window ``[32 j, 32 i, 32 j + window, 32 i + window]`` of the rescaled image. With
-    ``flip`` the mirrored images are processed too. Classification, as in the paper: the class
-    score map is averaged over its locations, then over the two flips, then over the scales
-    (each scale weighs the same whatever its number of locations); the predicted class is the
-    argmax.
-    Localisation: every location predicts a box for the predicted class relative to its window
-    (decoded with ``geometry.decode_window_boxes``, un-flipped, divided by the scale); the box
-    with the highest posterior for that class is merged with every box that overlaps it with
-    IoU >= ``merge_iou`` by a posterior-weighted average.
-
-    Args:
-        fcn: output of ``fully_convolutional`` on a ``build_vgg(..., box_head=True)`` model.
-        images: ``(N, H, W, 3)`` uint8 square images.
-        window: the training input size (the window seen by one output location).
-        scales: test sizes ``Q`` (each a multiple of 32 and >= ``window``).
-        flip: also evaluate the horizontally flipped images.
-        merge_iou: IoU with the best box above which boxes are averaged into it.
-        mean_rgb: as in ``preprocess``.
-        batch_size: images per forward pass.
-
-    Returns:
-        A ``DensePrediction``.
-    """
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"images must be (N, S, S, 3) square images, got shape {images.shape}.")
-    for q in scales:
-        if q % _TOTAL_STRIDE or q < window:
-            raise ValueError(f"scales: {q} must be a multiple of 32 and >= window={window}.")
-    size = images.shape[1]
-    all_probs, all_boxes, score_maps, scale_scores = [], [], {}, []
-    for q in scales:
-        flip_scores = []
-        rescaled = preprocess(_resize(images, q), mean_rgb)
-        passes = (False, True) if flip else (False,)
-        batch = np.concatenate([rescaled[:, :, ::-1] if f else rescaled for f in passes])
-        # Direct calls (no ``predict``): one eager pass per chunk, no retracing per input size.
-        outputs = [fcn(batch[i:i + batch_size], training=False)
-                   for i in range(0, len(batch), batch_size)]
-        all_pred = np.concatenate([keras.ops.convert_to_numpy(o["predictions"]) for o in outputs])
-        all_box = np.concatenate([keras.ops.convert_to_numpy(o["boxes"]) for o in outputs])
-        rows, cols, num_classes = all_pred.shape[1:]
-        ii, jj = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-        x0 = (_TOTAL_STRIDE * jj).astype(np.float32)
-        y0 = (_TOTAL_STRIDE * ii).astype(np.float32)
-        windows = np.stack([x0, y0, x0 + window, y0 + window], axis=-1)  # (rows, cols, 4)
-        n = len(images)
-        for k, flipped in enumerate(passes):
-            probs = all_pred[k * n:(k + 1) * n]
-            params = all_box[k * n:(k + 1) * n]
-            if not flipped:
-                score_maps[q] = probs
-            boxes = geometry.decode_window_boxes(
-                params.reshape(n, rows, cols, num_classes, 4), windows[:, :, None, :])
-            if flipped:
-                boxes = np.stack([q - boxes[..., 2], boxes[..., 1],
-                                  q - boxes[..., 0], boxes[..., 3]], axis=-1)
-            boxes = boxes * np.float32(size / q)
-            flip_scores.append(probs.mean(axis=(1, 2)))
-            all_probs.append(probs.reshape(n, rows * cols, num_classes))
-            all_boxes.append(boxes.reshape(n, rows * cols, num_classes, 4))
-        scale_scores.append(np.mean(flip_scores, axis=0))
-    probs = np.concatenate(all_probs, axis=1)       # (N, L, C)
-    boxes = np.concatenate(all_boxes, axis=1)       # (N, L, C, 4)
-    scores = np.mean(scale_scores, axis=0)
-    labels = scores.argmax(axis=1)
-    index = np.arange(len(images))
-    cand = boxes[index, :, labels]                  # (N, L, 4)
-    weight = probs[index, :, labels]                # (N, L)
-    best = cand[index, weight.argmax(axis=1)]       # (N, 4)
-    overlap = geometry.elementwise_iou(cand, best[:, None, :]) >= merge_iou
-    w = weight * overlap                            # the best box always overlaps itself
-    merged = (w[..., None] * cand).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12)[:, None]
-    merged = geometry.clip_boxes(merged, size, size)
-    return DensePrediction(labels=labels, scores=scores, boxes=merged,
-                           box_scores=scores[index, labels], score_maps=score_maps)
-
-
-def localisation_errors(pred_labels, pred_boxes, true_labels, true_boxes,
-                        iou_threshold: float = 0.5) -> tuple[float, float]:
-    """Top-1 classification error and localisation error (the ILSVRC rule).
-
-    A localisation is correct when the class is right AND the box has IoU >= ``iou_threshold``
-    with the ground-truth box.
-
-    Returns:
-        ``(classification_error, localisation_error)``, fractions in ``[0, 1]``.
-    """
-    pred_labels = np.asarray(pred_labels).reshape(-1)
-    true_labels = np.asarray(true_labels).reshape(-1)
-    if pred_labels.shape != true_labels.shape or len(true_labels) == 0:
-        raise ValueError(f"pred_labels {pred_labels.shape} and true_labels {true_labels.shape} "
-                         "must have the same non-zero length.")
-    right_class = pred_labels == true_labels
-    iou = geometry.elementwise_iou(np.asarray(pred_boxes).reshape(-1, 4),
-                                   np.asarray(true_boxes).reshape(-1, 4))
-    return float(1 - right_class.mean()), float(1 - (right_class & (iou >= iou_threshold)).mean())

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = [
-    "DIGIT_SOURCES", "fixed_step_indices", "load_digits", "make_class_pairs",
-]
+__all__ = ["DIGIT_SOURCES", "load_digits", "make_class_pairs"]
 
 DIGIT_SOURCES = ("sklearn", "mnist")
 
@@ -116,22 +114,3 @@ def make_class_pairs(labels, num_pairs: int, rng: np.random.Generator,
                 choice = rng.integers(0, len(labels))
         second[k] = choice
     return first.astype(np.int64), second, same
-
-
-def fixed_step_indices(num_items: int, steps: int, batch_size: int,
-                       rng: np.random.Generator) -> np.ndarray:
-    """Indices for exactly ``steps`` batches: shuffled passes over the data, concatenated.
-
-    Budgets are step counts (never epochs of a data set whose size changes with the profile):
-    ``x[fixed_step_indices(len(x), steps, b, rng)]`` fed to ``fit(..., batch_size=b,
-    shuffle=False)`` makes exactly ``steps`` steps.
-
-    Returns:
-        int array ``(steps * batch_size,)``.
-    """
-    if num_items < 1 or steps < 1 or batch_size < 1:
-        raise ValueError(f"num_items, steps and batch_size must be >= 1, got {num_items}, "
-                         f"{steps} and {batch_size}.")
-    total = steps * batch_size
-    passes = -(-total // num_items)
-    return np.concatenate([rng.permutation(num_items) for _ in range(passes)])[:total]

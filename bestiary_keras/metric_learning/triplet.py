@@ -30,6 +30,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from bestiary_keras.batching import SeededBatches
 from bestiary_keras.metric_learning import evaluation, losses, render
 
 __all__ = [
@@ -269,14 +270,16 @@ def sample_triplets(pool: PoseViews, num: int, rng: np.random.Generator, *,
     return out
 
 
-class TripletBatches(keras.utils.PyDataset):
+class TripletBatches(SeededBatches):
     """Training batches for ``triplet_network``, composed anew for every step.
 
     Each of the four images of a sample is its pool layer on a random training-photo
     background with noise, clutter and a shift (``TEST_CONDITIONS``), except that a fraction
     ``clean_fraction`` of them is composed like the templates (flat background, no noise), so
     that the pair term ties template-like and cluttered views of the same pose together.
-    Batch ``b`` depends only on ``(seed, b)``: the run is reproducible.
+    A ``batching.SeededBatches``: the samples and the composition of global step ``g`` are
+    drawn from the step's generator ``numpy.random.default_rng((seed, g))`` alone, so the run
+    is reproducible.
 
     Args:
         pool: from ``make_pose_pool``.
@@ -284,26 +287,20 @@ class TripletBatches(keras.utils.PyDataset):
         steps: number of batches; batch_size: samples per batch; seed: the seed.
         positive_max_deg, other_object_fraction: see ``sample_triplets``.
         clean_fraction: share of template-like images.
+        **kwargs: passed to ``keras.utils.PyDataset``.
     """
 
     def __init__(self, pool: PoseViews, backgrounds, steps: int, batch_size: int = 64,
                  seed: int = 0, positive_max_deg: float = 10.0,
                  other_object_fraction: float = 0.5, clean_fraction: float = 0.25, **kwargs):
-        super().__init__(**kwargs)
-        if steps < 1 or batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}.")
+        super().__init__(len(pool), batch_size=batch_size, steps=steps, seed=seed, **kwargs)
         self.pool, self.backgrounds = pool, np.asarray(backgrounds, np.float32)
-        self.steps, self.batch_size, self.seed = int(steps), int(batch_size), int(seed)
         self.positive_max_deg = positive_max_deg
         self.other_object_fraction = other_object_fraction
         self.clean_fraction = clean_fraction
 
-    def __len__(self):
-        return self.steps
-
-    def batch(self, index: int):
-        """The four input arrays and the sample indices ``(B, 4)`` of batch ``index``."""
-        rng = np.random.default_rng([self.seed, index])
+    def compose(self, rng: np.random.Generator):
+        """The four input arrays and the sample indices ``(B, 4)`` drawn from ``rng``."""
         idx = sample_triplets(self.pool, self.batch_size, rng,
                               positive_max_deg=self.positive_max_deg,
                               other_object_fraction=self.other_object_fraction)
@@ -316,8 +313,14 @@ class TripletBatches(keras.utils.PyDataset):
                                            self.pool.coverage[flat[clean]], rng)
         return tuple(np.split(images, 4)), idx
 
-    def __getitem__(self, index):
-        inputs, _ = self.batch(index)
+    def batch(self, index: int):
+        """The four input arrays and the sample indices ``(B, 4)`` of batch ``index``."""
+        return self.compose(self.rng(index))
+
+    def make_batch(self, indices, rng):
+        # The samples are drawn by ``sample_triplets`` (anchors at random, partners by pose),
+        # not taken from ``indices``: only the step's generator is used.
+        inputs, _ = self.compose(rng)
         return inputs, np.zeros((self.batch_size,), np.float32)
 
 

@@ -1,0 +1,147 @@
+"""The experiments of notebook 02 on ResNets: depth as the slides count it, gradient norms at
+initialisation, and the fixed-budget training loop of the plain-vs-residual comparison.
+
+- ``weighted_depth`` / ``count_weighted_layers``: depth as the slides count it.
+- ``conv_kernel_gradient_norms``: the gradient norm of every convolution kernel on one batch.
+- ``train_for_steps``: exactly ``steps`` steps on batches fixed by the seed
+  (``batching.step_indices``), identical for every net of the comparison.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers
+
+from bestiary_keras.batching import step_indices
+from bestiary_keras.training import build_optimizer
+
+__all__ = [
+    "conv_kernel_gradient_norms", "count_weighted_layers", "train_for_steps", "weighted_depth",
+    "WEIGHTED_LAYER_TYPES",
+]
+
+WEIGHTED_LAYER_TYPES = (
+    layers.Conv1D,
+    layers.Conv2D,
+    layers.Conv3D,
+    layers.Conv2DTranspose,
+    layers.DepthwiseConv2D,
+    layers.SeparableConv2D,
+    layers.Dense,
+)
+"""Layers that count towards a network's depth (the slides count convolutions and dense)."""
+
+
+def _is_weighted(layer):
+    return isinstance(layer, WEIGHTED_LAYER_TYPES)
+
+
+def count_weighted_layers(model):
+    """Number of convolution and dense layers of ``model`` (shortcut projections included).
+
+    Args:
+        model: a ``keras.Model``.
+
+    Returns:
+        An ``int``.
+    """
+    return sum(_is_weighted(layer) for layer in model.layers)
+
+
+def weighted_depth(model):
+    """Depth as the papers count it: weighted layers on the longest input-to-output path.
+
+    For a ResNet the longest path runs through the residual branches, so the 1x1 projection
+    shortcuts do not count (ResNet-152: 152, although it has 156 convolution and dense
+    layers); for a chain (VGG, AlexNet) it equals ``count_weighted_layers``.
+
+    Args:
+        model: a functional or sequential ``keras.Model`` (nested models are not expanded).
+
+    Returns:
+        An ``int``.
+    """
+    members = {id(layer) for layer in model.layers}
+    depth = {}
+    for layer in model.layers:  # functional models list layers in topological order
+        parents = []
+        for node in layer._inbound_nodes:
+            for parent in node.parent_nodes:
+                op = parent.operation
+                if id(op) in members and id(op) in depth:
+                    parents.append(depth[id(op)])
+        depth[id(layer)] = max(parents, default=0) + int(_is_weighted(layer))
+    outputs = {id(t._keras_history.operation) for t in keras.tree.flatten(model.outputs)}
+    return max((depth[i] for i in outputs if i in depth), default=max(depth.values(), default=0))
+
+
+def conv_kernel_gradient_norms(model, images, labels, *, from_logits=False):
+    """L2 norm of the loss gradient for each convolution kernel on one batch.
+
+    The loss is the mean sparse categorical cross-entropy, computed in training mode (BN uses
+    the batch statistics, as at the first step of training). Uses ``tf.GradientTape``:
+    Keras has no backend-neutral gradient op (this is the one TensorFlow-specific place).
+
+    Args:
+        model: a classifier whose output is class probabilities (or logits).
+        images: a batch of inputs as the model expects them.
+        labels: integer class labels, shape ``(batch,)``.
+        from_logits: ``True`` when the model outputs logits.
+
+    Returns:
+        A ``dict`` from convolution layer name to gradient norm, in the order of the layers
+        (shortcut projections, whose names end in ``_0_conv``, are left out).
+    """
+    import tensorflow as tf
+
+    convs = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, layers.Conv2D) and not layer.name.endswith("_0_conv")
+    ]
+    if not convs:
+        raise ValueError(f"Model {model.name!r} has no Conv2D layer to measure.")
+    kernels = [layer.kernel for layer in convs]
+    images = keras.ops.convert_to_tensor(images, dtype="float32")
+    labels = keras.ops.convert_to_tensor(labels, dtype="int32")
+    with tf.GradientTape() as tape:
+        outputs = model(images, training=True)
+        loss = keras.ops.mean(
+            keras.losses.sparse_categorical_crossentropy(labels, outputs, from_logits=from_logits)
+        )
+    grads = tape.gradient(loss, [k.value for k in kernels])
+    return {
+        layer.name: float(keras.ops.convert_to_numpy(keras.ops.norm(keras.ops.reshape(g, (-1,)))))
+        for layer, g in zip(convs, grads)
+    }
+
+
+def train_for_steps(model, images, labels, *, steps, batch_size, seed=0, progress=None):
+    """Trains a compiled model for exactly ``steps`` steps on batches fixed by ``seed``.
+
+    Every model trained with the same arguments sees the same batches in the same order,
+    so the comparison of plain and residual nets differs only by the shortcuts.
+
+    Args:
+        model: a compiled ``keras.Model``.
+        images: training inputs (NumPy array).
+        labels: training labels (NumPy array).
+        steps: number of optimisation steps.
+        batch_size: examples per step.
+        seed: seed of the batch order (see ``batching.step_indices``).
+        progress: optional callable ``progress(step, loss)`` called after every step.
+
+    Returns:
+        NumPy array of the training loss of each step (of the batch, before the update's
+        effect: the loss that step's gradient was computed from).
+    """
+    build_optimizer(model)  # optimizer variables now, not while tracing the first step
+    order = step_indices(len(images), batch_size, steps, seed)
+    losses = np.empty(steps, dtype=np.float64)
+    for step, idx in enumerate(order):
+        logs = model.train_on_batch(images[idx], labels[idx], return_dict=True)
+        losses[step] = logs["loss"]
+        if progress is not None:
+            progress(step, losses[step])
+    return losses
