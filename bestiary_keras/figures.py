@@ -25,7 +25,7 @@ import numpy as np
 __all__ = [
     "FONT_SIZE", "GT_COLOR", "PRED_COLOR", "TITLE_SIZE",
     "add_colorbar", "as_display", "class_colors", "class_legend", "draw_boxes", "draw_keypoints",
-    "label_colors", "moving_average", "overlay", "plot_curves", "show_scenes",
+    "label_colors", "label_legend", "moving_average", "overlay", "plot_curves", "show_scenes",
 ]
 
 GT_COLOR = "#00e676"
@@ -72,6 +72,14 @@ def label_colors(num_labels: int) -> np.ndarray:
     if num_labels < 1:
         raise ValueError(f"num_labels must be >= 1 (label 0 is the background), got {num_labels}.")
     return np.concatenate([[[0.0, 0.0, 0.0, 1.0]], class_colors(num_labels - 1)])
+
+
+def label_legend(label_names) -> dict:
+    """Legend entries ``{name: colour}`` of a label map drawn by ``overlay``: labels 1, 2, ...
+    in their ``label_colors``; label 0 (the background) is left out, as ``overlay`` leaves it
+    untinted."""
+    names = list(label_names)
+    return dict(zip(names[1:], label_colors(len(names))[1:]))
 
 
 # ----------------------------------------------------------------------------- images
@@ -229,8 +237,8 @@ def class_legend(target, names, colors=None, *, loc="lower center", ncol=None, *
     handles = [Patch(facecolor=c, edgecolor="grey", linewidth=0.5, label=str(n))
                for n, c in zip(names, colors)]
     options = dict(loc=loc, ncol=ncol or min(len(handles), 8), fontsize=FONT_SIZE, frameon=False)
-    if hasattr(target, "add_axes"):  # a figure: below everything
-        options["bbox_to_anchor"] = (0.5, 0.0)
+    if hasattr(target, "add_axes") and loc == "lower center":  # a figure: below the panels
+        options["loc"] = "outside lower center"
     return target.legend(handles=handles, **{**options, **kwargs})
 
 
@@ -316,9 +324,10 @@ def show_scenes(images, boxes=None, labels=None, class_names=None, *, masks=None
     aspect = min(max(first.shape[1] / first.shape[0], 0.4), 2.5)
     cell_w, cell_h = cell * aspect ** 0.5, cell / aspect ** 0.5
     extra_w = 0.8 if colorbar else 0.0
+    # constrained layout makes room for titles, colour bars and the legend below the panels
     fig, axes = plt.subplots(nrows, ncols, figsize=(cell_w * ncols + extra_w,
                                                      cell_h * nrows + 0.35 * bool(title)),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -384,14 +393,8 @@ def show_scenes(images, boxes=None, labels=None, class_names=None, *, masks=None
         legend = dict(zip(class_names, palette)) if class_names is not None else None
     if title:
         fig.suptitle(title, fontsize=TITLE_SIZE + 1)
-    bottom = 0.0
     if legend:
         class_legend(fig, legend)
-        bottom = 0.28 / fig.get_figheight()  # room for one line of legend below the grid
-    if not colorbar:
-        fig.tight_layout(rect=(0, bottom, 1, 1))
-    elif bottom:
-        fig.subplots_adjust(bottom=bottom + 0.02)
     return fig
 
 

@@ -18,6 +18,7 @@ from bestiary_keras.figures import (  # noqa: E402
     draw_boxes,
     draw_keypoints,
     label_colors,
+    label_legend,
     moving_average,
     overlay,
     plot_curves,
@@ -62,6 +63,9 @@ def test_palette_stable_and_distinct():
     labels = label_colors(5)
     np.testing.assert_array_equal(labels[0], [0, 0, 0, 1])
     np.testing.assert_array_equal(labels[1:], class_colors(4))
+    legend = label_legend(["background", "cell", "border"])
+    assert list(legend) == ["cell", "border"]  # overlay leaves the background untinted
+    np.testing.assert_array_equal(legend["border"], label_colors(3)[2])
     with pytest.raises(ValueError, match="num_labels"):
         label_colors(0)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bestiary_keras.datasets.figures import LIMBS
-from bestiary_keras.pose import paf
+from bestiary_keras.pose import paf, plots
 
 
 def _person(points, v=2):
@@ -104,8 +104,8 @@ def test_draw_pafs_draws_one_quiver_per_limb_with_arrows():
     keypoints = _person([(1.5, 3.5), (5.5, 3.5), (5.5, 7.5)])[None]
     fields = paf.part_affinity_fields(keypoints, [(0, 1), (1, 2)], 8, 8)
     fig, ax = plt.subplots()
-    paf.draw_pafs(ax, fields, image_size=8)
+    plots.draw_pafs(ax, fields, image_size=8)
     assert len(ax.collections) == 2
     with pytest.raises(ValueError, match="2 L"):
-        paf.draw_pafs(ax, fields[..., :3], image_size=8)
+        plots.draw_pafs(ax, fields[..., :3], image_size=8)
     plt.close(fig)

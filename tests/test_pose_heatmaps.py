@@ -9,6 +9,7 @@ import pytest
 
 matplotlib.use("Agg")
 
+from bestiary_keras import figures  # noqa: E402
 from bestiary_keras.pose import heatmaps, losses, plots  # noqa: E402
 from bestiary_keras.pose.heatmaps import (  # noqa: E402
     confidence_maps,
@@ -154,25 +155,33 @@ def test_masked_l2_by_hand():
         losses.masked_l2(y_true, y_pred[:, :1])
 
 
-def test_draw_skeleton():
+def test_draw_skeleton_in_side_colours():
     import matplotlib.pyplot as plt
+
+    from bestiary_keras.datasets.figures import LIMBS
 
     kp = person(j0=(10, 5), j1=(10, 10), j2=(6, 10), j3=(4, 16))
     fig, ax = plt.subplots()
-    plots.draw_skeleton(ax, kp)
+    figures.draw_keypoints(ax, kp, LIMBS, plots.limb_colors())
     assert len(ax.lines) == 3  # head-neck, neck-r_shoulder, r_shoulder-r_elbow
     assert ax.lines[1].get_color() == plots.SIDE_COLORS["right"]
     np.testing.assert_allclose(ax.lines[0].get_xdata(), [9.5, 9.5])  # pixel centres shift
-    plots.draw_skeleton(ax, np.stack([kp, kp]), colors="white")
+    figures.draw_keypoints(ax, np.stack([kp, kp]), LIMBS, "white")
     assert len(ax.lines) == 9
     kp[3, 2] = 1  # a hidden elbow gets a black marker
     ax2 = plt.subplots()[1]
-    plots.draw_skeleton(ax2, kp)
+    figures.draw_keypoints(ax2, kp, LIMBS)
     assert [len(c.get_offsets()) for c in ax2.collections] == [3, 1]
     assert ax2.collections[1].get_facecolors()[0][:3].tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match="limbs"):
-        plots.draw_skeleton(ax, kp[:3])
-    plt.close(fig)
+        figures.draw_keypoints(ax, kp[:3], LIMBS)
+    # the grid's skeleton style: side colours and a legend naming the sides
+    grid = figures.show_scenes(np.zeros((1, 20, 20, 3), np.uint8), keypoints=kp[None],
+                               **plots.SKELETON)
+    assert grid.axes[0].lines[1].get_color() == plots.SIDE_COLORS["right"]
+    assert [t.get_text() for t in grid.legends[0].get_texts()] == [
+        "person's right", "person's left", "centre"]
+    plt.close("all")
 
 
 def test_left_right_swaps_by_hand():

@@ -29,7 +29,7 @@ CELEBA_LANDMARKS = ("lefteye", "righteye", "nose", "leftmouth", "rightmouth")
 eye on the image's left (the person's right eye for a face looking at the camera)."""
 
 CELEBA_LIMBS = ((2, 0), (2, 1), (2, 3), (2, 4), (0, 1), (3, 4))
-"""Segments for drawing (``pose.plots.draw_skeleton``): nose to each landmark, eye to eye,
+"""Segments for drawing (``figures.draw_keypoints``): nose to each landmark, eye to eye,
 mouth corner to mouth corner."""
 
 

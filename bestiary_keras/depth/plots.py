@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bestiary_keras import figures
+
 __all__ = [
     "median_scaled",
     "plot_point_cloud",
@@ -28,7 +30,7 @@ def median_scaled(y_true, y_pred) -> np.ndarray:
 
 def _depth_image(ax, fig, depth, vmax, title, cmap="magma_r"):
     im = ax.imshow(depth, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=figures.TITLE_SIZE)
     ax.axis("off")
     return im
 
@@ -44,12 +46,13 @@ def show_snippets(frames, depth, num: int = 4, title: str | None = None):
     fig, axes = plt.subplots(num, 4, figsize=(8.5, 1.75 * num + 0.4), squeeze=False)
     for i in range(num):
         for f in range(frames.shape[1]):
-            axes[i, f].imshow(frames[i, f], interpolation="nearest")
-            axes[i, f].set_title(("t-1", "t (target)", "t+1")[f] if i == 0 else "", fontsize=8)
+            axes[i, f].imshow(figures.as_display(frames[i, f]), interpolation="nearest")
+            axes[i, f].set_title(("t-1", "t (target)", "t+1")[f] if i == 0 else "",
+                                 fontsize=figures.TITLE_SIZE)
             axes[i, f].axis("off")
         im = _depth_image(axes[i, 3], fig, depth[i, middle], vmax,
                           "true depth of t" if i == 0 else "")
-    fig.colorbar(im, ax=axes[:, 3], shrink=0.8, label="depth")
+    figures.add_colorbar(im, axes[:, 3], "depth", shrink=0.8)
     if title:
         fig.suptitle(title)
     return fig
@@ -74,8 +77,8 @@ def show_depth_predictions(images, y_true, predictions: dict, num: int = 4,
                              squeeze=False)
     scaled = {k: median_scaled(y_true, v) for k, v in predictions.items()}
     for i in range(num):
-        axes[i, 0].imshow(images[i], interpolation="nearest")
-        axes[i, 0].set_title("target" if i == 0 else "", fontsize=8)
+        axes[i, 0].imshow(figures.as_display(images[i]), interpolation="nearest")
+        axes[i, 0].set_title("target" if i == 0 else "", fontsize=figures.TITLE_SIZE)
         axes[i, 0].axis("off")
         im = _depth_image(axes[i, 1], fig, y_true[i], vmax, "true depth" if i == 0 else "")
         for j, label in enumerate(labels):
@@ -83,10 +86,10 @@ def show_depth_predictions(images, y_true, predictions: dict, num: int = 4,
         rel = np.abs(scaled[labels[-1]][i] - y_true[i]) / y_true[i]
         err = axes[i, -1].imshow(rel, cmap="viridis", vmin=0, vmax=0.5, interpolation="nearest")
         axes[i, -1].set_title((f"{labels[-1]}: " if i == 0 else "")
-                              + f"abs-rel {rel.mean():.3f}", fontsize=8)
+                              + f"abs-rel {rel.mean():.3f}", fontsize=figures.TITLE_SIZE)
         axes[i, -1].axis("off")
-    fig.colorbar(im, ax=axes[:, 1:-1], shrink=0.8, label="depth (median-scaled)")
-    fig.colorbar(err, ax=axes[:, -1], shrink=0.8, label="relative error")
+    figures.add_colorbar(im, axes[:, 1:-1], "depth (median-scaled)", shrink=0.8)
+    figures.add_colorbar(err, axes[:, -1], "relative error", shrink=0.8)
     if title:
         fig.suptitle(title)
     return fig
@@ -106,13 +109,13 @@ def show_view_synthesis(target, source, synthesised, valid, title: str | None = 
     for ax, image, name in zip(axes, (source, shown, target),
                                ("source I_s", "synthesised I_hat (grey: out of view)",
                                 "real target I_t")):
-        ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
-        ax.set_title(name, fontsize=8)
+        ax.imshow(figures.as_display(image), interpolation="nearest")
+        ax.set_title(name, fontsize=figures.TITLE_SIZE)
         ax.axis("off")
     im = axes[3].imshow(error, cmap="inferno", vmin=0, vmax=0.3, interpolation="nearest")
-    axes[3].set_title(f"|I_t - I_hat|, mean {np.nanmean(error):.3f}", fontsize=8)
+    axes[3].set_title(f"|I_t - I_hat|, mean {np.nanmean(error):.3f}", fontsize=figures.TITLE_SIZE)
     axes[3].axis("off")
-    fig.colorbar(im, ax=axes[3], shrink=0.8)
+    figures.add_colorbar(im, axes[3], "photometric error", shrink=0.8)
     if title:
         fig.suptitle(title)
     return fig
@@ -131,8 +134,7 @@ def plot_point_cloud(image, depth, intrinsics, *, ax=None, title: str | None = N
     """
     import matplotlib.pyplot as plt
 
-    image = np.asarray(image)
-    image = image / 255.0 if image.dtype == np.uint8 else np.asarray(image, np.float64)
+    image = figures.as_display(image)
     h, w = depth.shape
     v, u = np.mgrid[0:h:stride, 0:w:stride]
     z = np.asarray(depth)[v, u]
@@ -146,14 +148,14 @@ def plot_point_cloud(image, depth, intrinsics, *, ax=None, title: str | None = N
         fig = plt.figure(figsize=(5, 4))
         ax = fig.add_subplot(projection="3d")
     # camera frame: x right, y down, z forward; draw z as depth, -y as up
-    ax.scatter(points[keep, 0], points[keep, 2], -points[keep, 1], c=np.clip(colours[keep], 0, 1),
+    ax.scatter(points[keep, 0], points[keep, 2], -points[keep, 1], c=colours[keep],
                s=2, depthshade=False)
     ax.set_xlabel("x (right)")
     ax.set_ylabel("z (forward)")
     ax.set_zlabel("-y (up)")
     ax.view_init(elev=20, azim=-60)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=figures.TITLE_SIZE)
     return ax.figure
 
 
@@ -178,11 +180,11 @@ def plot_trajectories(gt_positions, predicted: dict, num: int = 6, title: str | 
             scale = np.sum(gt * p) / denominator if denominator > 1e-12 else 1.0
             ax.plot(scale * p[:, 0], scale * p[:, 2], "x--", label=label)
         ax.set_aspect("equal", adjustable="datalim")
-        ax.set_xlabel("x", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_xlabel("x", fontsize=figures.FONT_SIZE)
+        ax.tick_params(labelsize=figures.FONT_SIZE - 1)
         if i == 0:
-            ax.set_ylabel("z (forward)", fontsize=8)
-    axes[0, 0].legend(fontsize=7, loc="upper left")
+            ax.set_ylabel("z (forward)", fontsize=figures.FONT_SIZE)
+    axes[0, 0].legend(fontsize=figures.FONT_SIZE, loc="upper left")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

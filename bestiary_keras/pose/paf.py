@@ -28,7 +28,6 @@ from bestiary_keras.datasets.figures import check_keypoints
 
 __all__ = [
     "check_limbs",
-    "draw_pafs",
     "part_affinity_fields",
     "to_image_coordinates",
     "to_map_coordinates",
@@ -127,40 +126,3 @@ def part_affinity_fields(keypoints, limbs, image_size: int, map_size: int,
     fields = _batch_pafs(array if array.ndim == 4 else array[None], limbs, int(image_size),
                          int(map_size), float(limb_width))
     return fields if array.ndim == 4 else fields[0]
-
-
-def draw_pafs(ax, pafs, image_size: int, *, limbs_to_show=None, min_norm: float = 0.3,
-              colors=None, scale: float = 1.0):
-    """Draws part affinity fields as arrows (``quiver``) over an image shown with ``imshow``.
-
-    Args:
-        ax: matplotlib axes (image pixel coordinates).
-        pafs: ``(h, w, 2 L)`` fields (targets or predictions).
-        image_size: side of the image the axes shows.
-        limbs_to_show: limb indices to draw (default: all).
-        min_norm: arrows shorter than this are left out.
-        colors: one colour per limb (default: tab20).
-        scale: arrow length in map pixels for a unit vector.
-    """
-    import matplotlib
-
-    pafs = np.asarray(pafs, np.float32)
-    if pafs.ndim != 3 or pafs.shape[-1] % 2:
-        raise ValueError(f"pafs must be (h, w, 2 L), got {pafs.shape}.")
-    h, w, channels = pafs.shape
-    limbs_to_show = range(channels // 2) if limbs_to_show is None else limbs_to_show
-    if colors is None:
-        cmap = matplotlib.colormaps["tab20"]
-        colors = [cmap(c % 20) for c in range(channels // 2)]
-    stride = image_size / w
-    ys, xs = np.mgrid[0:h, 0:w]
-    # imshow puts pixel c's centre at c, so image coordinate x is drawn at x - 0.5
-    centres_x = (xs + 0.5) * stride - 0.5
-    centres_y = (ys + 0.5) * stride - 0.5
-    for c in limbs_to_show:
-        u, v = pafs[..., 2 * c], pafs[..., 2 * c + 1]
-        keep = np.hypot(u, v) >= min_norm
-        if keep.any():
-            # image rows grow downwards: angles="xy" with an inverted y axis draws v downwards
-            ax.quiver(centres_x[keep], centres_y[keep], u[keep], v[keep], color=colors[c],
-                      angles="xy", scale_units="xy", scale=1.0 / (scale * stride), width=0.006)

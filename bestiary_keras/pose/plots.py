@@ -1,17 +1,17 @@
-"""Pose figures: skeletons on images and belief maps (CPM and OpenPose notebooks).
+"""Pose figures (CPM and OpenPose notebooks): skeleton colours, belief maps, part affinity fields.
 
-Coordinates are image pixels with pixel centres at ``+0.5`` (``datasets.figures``); on an
-``imshow`` axis pixel ``c`` is centred at ``c``, so points are drawn shifted by ``-0.5``.
+The grids of images with skeletons are ``figures.show_scenes(images, keypoints=...,
+**SKELETON)``; single skeletons ``figures.draw_keypoints(ax, keypoints, LIMBS, limb_colors())``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from bestiary_keras import figures
 from bestiary_keras.datasets.figures import JOINT_NAMES, LIMBS
-from bestiary_keras.figures import as_display
 
-__all__ = ["SIDE_COLORS", "draw_skeleton", "limb_colors", "show_belief_maps", "show_poses"]
+__all__ = ["SIDE_COLORS", "SKELETON", "draw_pafs", "limb_colors", "show_belief_maps"]
 
 SIDE_COLORS = {"right": "#ff1744", "left": "#2979ff", "centre": "#ffd600"}
 """Limb colours by side of the body (the person's right in red, left in blue)."""
@@ -27,87 +27,10 @@ def limb_colors(limbs=LIMBS, joint_names=JOINT_NAMES) -> list[str]:
     return colors
 
 
-def draw_skeleton(ax, keypoints, limbs=LIMBS, colors=None, *, linewidth=1.5, markersize=12,
-                  min_visibility: float = 1e-6, linestyle="-", mark_hidden: bool = True):
-    """Draws one or several skeletons on ``ax`` (an ``imshow`` axis).
-
-    Args:
-        ax: matplotlib Axes.
-        keypoints: (J, 3) or (P, J, 3) ``(x, y, v_or_score)``; joints whose third value is
-            below ``min_visibility`` are not drawn (nor are their limbs). (J, 2) draws all.
-        limbs: ``(parent, child)`` pairs.
-        colors: one colour per limb (default ``limb_colors``), or one colour for all.
-        linestyle: e.g. ``"--"`` for predictions next to a solid ground truth.
-        mark_hidden: joints whose third value is exactly 1 (COCO: labelled but hidden) get a
-            black marker, the others a white one; pass False for scores.
-
-    Returns:
-        ``ax``.
-    """
-    keypoints = np.asarray(keypoints, np.float32)
-    if keypoints.ndim == 2:
-        keypoints = keypoints[None]
-    if keypoints.ndim != 3 or keypoints.shape[-1] not in (2, 3):
-        raise ValueError(f"keypoints must be (J, 2|3) or (P, J, 2|3), got {keypoints.shape}.")
-    num_joints = keypoints.shape[1]
-    bad = [limb for limb in limbs if max(limb) >= num_joints]
-    if bad:
-        raise ValueError(f"limbs {bad} refer to joints beyond the {num_joints} given; pass the "
-                         "limbs of this skeleton.")
-    if colors is None:
-        colors = limb_colors(limbs) if num_joints == len(JOINT_NAMES) else ["#ffd600"] * len(limbs)
-    elif isinstance(colors, str):
-        colors = [colors] * len(limbs)
-    for person in keypoints:
-        shown = person[:, 2] >= min_visibility if person.shape[1] == 3 else np.ones(num_joints, bool)
-        for (a, b), color in zip(limbs, colors):
-            if shown[a] and shown[b]:
-                ax.plot([person[a, 0] - 0.5, person[b, 0] - 0.5],
-                        [person[a, 1] - 0.5, person[b, 1] - 0.5], color=color,
-                        linewidth=linewidth, linestyle=linestyle, solid_capstyle="round")
-        hidden = shown & (person[:, 2] == 1) if mark_hidden and person.shape[1] == 3 else shown & False
-        for pick, face in ((shown & ~hidden, "white"), (hidden, "black")):
-            ax.scatter(person[pick, 0] - 0.5, person[pick, 1] - 0.5, s=markersize, c=face,
-                       edgecolors="white" if face == "black" else "black", linewidths=0.5,
-                       zorder=3)
-    return ax
-
-
-def show_poses(images, keypoints, predictions=None, *, ncols=8, titles=None, title=None,
-               cell=1.8):
-    """A grid of images with their ground-truth skeletons (solid) and predictions (dashed).
-
-    Args:
-        images: (N, H, W, 3).
-        keypoints: (N, J, 3) or (N, P, J, 3) ground truth.
-        predictions: optional, the same layout (third column a score; all drawn).
-        titles: optional caption per image.
-
-    Returns:
-        The matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-
-    n = len(images)
-    ncols = min(ncols, n)
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.4 * bool(title)),
-                             squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if k >= n:
-            continue
-        ax.imshow(as_display(images[k]))
-        draw_skeleton(ax, keypoints[k], linewidth=1.2, markersize=6)
-        if predictions is not None:
-            pred = np.asarray(predictions[k], np.float32)[..., :2]  # scores: draw every joint
-            draw_skeleton(ax, pred, colors="white", linewidth=1.0, markersize=4, linestyle="--")
-        if titles is not None:
-            ax.set_title(titles[k], fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+SKELETON = dict(limbs=LIMBS, limb_colors=limb_colors(),
+                legend={f"person's {side}" if side != "centre" else "centre": color
+                        for side, color in SIDE_COLORS.items()})
+"""``figures.show_scenes`` arguments that draw the figures' skeletons with a side legend."""
 
 
 def show_belief_maps(image, maps_per_stage, joints, *, stage_names=None, joint_names=JOINT_NAMES,
@@ -125,7 +48,7 @@ def show_belief_maps(image, maps_per_stage, joints, *, stage_names=None, joint_n
     """
     import matplotlib.pyplot as plt
 
-    image = as_display(image)
+    image = figures.as_display(image)
     height, width = image.shape[:2]
     stages = len(maps_per_stage)
     names = stage_names or [f"stage {t + 1}" for t in range(stages)]
@@ -139,12 +62,50 @@ def show_belief_maps(image, maps_per_stage, joints, *, stage_names=None, joint_n
             shown = ax.imshow(np.clip(maps[..., j], 0, 1), cmap="magma", alpha=0.65, vmin=0,
                               vmax=1, extent=(0, width, height, 0))
             if keypoints is not None and keypoints[j, 2] > 0:
-                ax.plot(keypoints[j, 0], keypoints[j, 1], "+", color="#00e676", markersize=9,
-                        markeredgewidth=1.5)
+                ax.plot(keypoints[j, 0], keypoints[j, 1], "+", color=figures.GT_COLOR,
+                        markersize=9, markeredgewidth=1.5)
             ax.set_xticks([]); ax.set_yticks([])
             if t == 0:
-                ax.set_title(joint_names[j].replace("_", " "), fontsize=9)
+                ax.set_title(joint_names[j].replace("_", " "), fontsize=figures.TITLE_SIZE)
             if c == 0:
-                ax.set_ylabel(names[t], fontsize=9)
-    fig.colorbar(shown, ax=axes, fraction=0.03, pad=0.02, label="belief")
+                ax.set_ylabel(names[t], fontsize=figures.TITLE_SIZE)
+    figures.add_colorbar(shown, axes, "belief", fraction=0.03)
     return fig
+
+
+def draw_pafs(ax, pafs, image_size: int, *, limbs_to_show=None, min_norm: float = 0.3,
+              colors=None, scale: float = 1.0):
+    """Draws part affinity fields as arrows (``quiver``) over an image shown with ``imshow``.
+
+    Args:
+        ax: matplotlib axes (image pixel coordinates).
+        pafs: ``(h, w, 2 L)`` fields (targets or predictions).
+        image_size: side of the image the axes shows.
+        limbs_to_show: limb indices to draw (default: all).
+        min_norm: arrows shorter than this are left out.
+        colors: one colour per limb (default: ``figures.class_colors``).
+        scale: arrow length in map pixels for a unit vector.
+
+    Returns:
+        ``ax``.
+    """
+    pafs = np.asarray(pafs, np.float32)
+    if pafs.ndim != 3 or pafs.shape[-1] % 2:
+        raise ValueError(f"pafs must be (h, w, 2 L), got {pafs.shape}.")
+    h, w, channels = pafs.shape
+    limbs_to_show = range(channels // 2) if limbs_to_show is None else limbs_to_show
+    if colors is None:
+        colors = figures.class_colors(channels // 2)
+    stride = image_size / w
+    ys, xs = np.mgrid[0:h, 0:w]
+    # imshow puts pixel c's centre at c, so image coordinate x is drawn at x - 0.5
+    centres_x = (xs + 0.5) * stride - 0.5
+    centres_y = (ys + 0.5) * stride - 0.5
+    for c in limbs_to_show:
+        u, v = pafs[..., 2 * c], pafs[..., 2 * c + 1]
+        keep = np.hypot(u, v) >= min_norm
+        if keep.any():
+            # image rows grow downwards: angles="xy" with an inverted y axis draws v downwards
+            ax.quiver(centres_x[keep], centres_y[keep], u[keep], v[keep], color=colors[c],
+                      angles="xy", scale_units="xy", scale=1.0 / (scale * stride), width=0.006)
+    return ax
