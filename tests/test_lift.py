@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import keras
-from bestiary_keras.metric_learning import lift, losses, patches, siamese
+from bestiary_keras.metric_learning import lift, lift_pipeline, losses, patches, siamese
 
 
 def ramp(h=20, w=24):
@@ -137,7 +137,7 @@ def test_builders_reject_bad_sizes():
     with pytest.raises(ValueError, match="crop_size"):
         lift.desc_stage(siamese.patch_descriptor(32, 8, filters=(4, 8)), patch_size=16)
     with pytest.raises(ValueError, match="pairs is empty"):
-        lift.evaluate_pipelines([], {})
+        lift_pipeline.evaluate_pipelines([], {})
 
 
 def test_detector_is_fully_convolutional_and_orientation_is_a_unit_vector():
@@ -206,14 +206,14 @@ def test_stage_models_and_gradients_reach_each_network(nets):
 def test_whole_image_helpers(nets):
     det, ori, desc = nets
     image = patches.grey_photo("camera")[100:228, 100:228]
-    points, angles, descriptors = lift.detect_sift(image, max_points=50)
+    points, angles, descriptors = lift_pipeline.detect_sift(image, max_points=50)
     assert 0 < len(points) <= 50 and descriptors.shape == (len(points), 128)
     assert points.min() >= 16 and points.max() < 128 - 16 and np.abs(angles).max() <= 2 * np.pi
-    learned = lift.detect_learned(det, image, max_points=40)
+    learned = lift_pipeline.detect_learned(det, image, max_points=40)
     assert learned.shape[1] == 2 and 0 < len(learned) <= 40
-    theta = lift.orient(ori, image, learned)
+    theta = lift_pipeline.orient(ori, image, learned)
     assert theta.shape == (len(learned),)
-    d = lift.describe(desc, image, learned, theta)
+    d = lift_pipeline.describe(desc, image, learned, theta)
     assert d.shape == (len(learned), 8)
 
 
@@ -228,8 +228,8 @@ def test_sift_angles_follow_the_crop_convention():
     rotation = np.array([[np.cos(alpha), -np.sin(alpha)], [np.sin(alpha), np.cos(alpha)]])
     matrix = np.c_[rotation, c - rotation @ c]
     view = cv2.warpAffine(image, matrix, (160, 160), flags=cv2.INTER_LINEAR)
-    p1, a1, _ = lift.detect_sift(image, 60, border=30)
-    p2, a2, _ = lift.detect_sift(view, 60, border=30)
+    p1, a1, _ = lift_pipeline.detect_sift(image, 60, border=30)
+    p2, a2, _ = lift_pipeline.detect_sift(view, 60, border=30)
     moved = p1 @ rotation.T + matrix[:, 2]
     d = np.linalg.norm(moved[:, None] - p2[None], axis=-1)
     i = np.flatnonzero(d.min(1) < 1.0)
@@ -243,10 +243,10 @@ def test_evaluate_pipelines_on_an_identical_pair():
     image = patches.grey_photo("camera")[100:228, 100:228]
 
     def sift(img):
-        p, _, d = lift.detect_sift(img, 100)
+        p, _, d = lift_pipeline.detect_sift(img, 100)
         return p, d
 
-    result = lift.evaluate_pipelines([(image, image.copy(), np.eye(3))], {"SIFT": sift})
+    result = lift_pipeline.evaluate_pipelines([(image, image.copy(), np.eye(3))], {"SIFT": sift})
     assert result["SIFT"]["repeatability"] == pytest.approx(1.0)
     assert result["SIFT"]["matching_score"] > 0.95
     assert result["SIFT"]["mAP"] > 0.95

@@ -8,15 +8,20 @@ Pairs (notebook 15):
   one set, then applied to another); ``verification_accuracy``.
 
 Retrieval (notebooks 15 and 16):
-- ``nearest_neighbors``: index of each query's nearest gallery descriptor (plain NumPy);
-  ``nearest_neighbor_accuracy``.
+- ``nearest_neighbors``: index of each query's nearest gallery descriptor
+  (``sklearn.metrics.pairwise_distances_argmin``); ``nearest_neighbor_accuracy``.
 
 Feature points on image pairs with a known homography (notebook 17):
-- ``project_points``; ``repeatability``: the fraction of points whose projection has a
+- ``project_points`` (``skimage.transform.ProjectiveTransform``); ``repeatability``: the fraction of points whose projection has a
   detection in the other image within ``pixel_threshold`` (over points visible in both);
-  ``match_descriptors`` (mutual nearest neighbours); ``matching_score``: correct matches over
+  ``match_descriptors`` (mutual nearest neighbours, ``skimage.feature.match_descriptors``);
+  ``matching_score``: correct matches over
   the detected points; ``matches_average_precision``: the area under the precision-recall
   curve of the matches ranked by descriptor distance.
+
+The ROC functions wrap scikit-learn's, which rank *scores* (higher = more likely a match): they
+pass the negated distances, so that the rule stays "match when the distance is at most t" and
+the thresholds returned are distances.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ def _pairs(distances, labels):
 def roc_curve(distances, labels):
     """ROC of the rule "match when the distance is at most t", over all thresholds t.
 
+    ``sklearn.metrics.roc_curve`` on the negated distances (a smaller distance is a more
+    confident match), every threshold kept.
+
     Args:
         distances: descriptor distance of each pair, shape ``(N,)``.
         labels: 1 for matching pairs, 0 for non-matching ones.
@@ -53,15 +61,11 @@ def roc_curve(distances, labels):
         ``(fpr, tpr, thresholds)``, each of shape ``(K,)``, starting at ``(0, 0, -inf)`` and
         ending at ``(1, 1, max distance)``; ties are kept together.
     """
+    from sklearn import metrics
+
     distances, labels = _pairs(distances, labels)
-    order = np.argsort(distances, kind="stable")
-    d, y = distances[order], labels[order]
-    last_of_tie = np.r_[np.diff(d) > 0, True]
-    tp = np.cumsum(y)[last_of_tie]
-    fp = np.cumsum(~y)[last_of_tie]
-    tpr = np.r_[0.0, tp / y.sum()]
-    fpr = np.r_[0.0, fp / (~y).sum()]
-    return fpr, tpr, np.r_[-np.inf, d[last_of_tie]]
+    fpr, tpr, scores = metrics.roc_curve(labels, -distances, drop_intermediate=False)
+    return fpr, tpr, -scores
 
 
 def fpr_at_recall(distances, labels, recall: float = 0.95) -> float:
@@ -76,9 +80,12 @@ def fpr_at_recall(distances, labels, recall: float = 0.95) -> float:
 
 
 def roc_auc(distances, labels) -> float:
-    """Area under the ROC curve (1 = every matching pair closer than every non-matching one)."""
-    fpr, tpr, _ = roc_curve(distances, labels)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    """Area under the ROC curve (1 = every matching pair closer than every non-matching one);
+    ``sklearn.metrics.roc_auc_score`` on the negated distances."""
+    from sklearn import metrics
+
+    distances, labels = _pairs(distances, labels)
+    return float(metrics.roc_auc_score(labels, -distances))
 
 
 def verification_accuracy(distances, labels, threshold: float) -> float:
@@ -107,8 +114,10 @@ def best_threshold(distances, labels) -> tuple[float, float]:
     return float(threshold), float(accuracy[k])
 
 
-def nearest_neighbors(queries, gallery, *, chunk: int = 1024) -> np.ndarray:
-    """Index of each query's nearest gallery row (Euclidean), by plain NumPy search.
+def nearest_neighbors(queries, gallery) -> np.ndarray:
+    """Index of each query's nearest gallery row (Euclidean distance).
+
+    ``sklearn.metrics.pairwise_distances_argmin`` (chunked, so memory stays small).
 
     Args:
         queries: ``(Q, D)``; gallery: ``(G, D)`` with ``G >= 1``.
@@ -116,19 +125,17 @@ def nearest_neighbors(queries, gallery, *, chunk: int = 1024) -> np.ndarray:
     Returns:
         int array ``(Q,)``.
     """
+    from sklearn.metrics import pairwise_distances_argmin
+
     queries = np.asarray(queries, np.float64)
     gallery = np.asarray(gallery, np.float64)
     if gallery.ndim != 2 or len(gallery) == 0:
         raise ValueError(f"gallery must be a non-empty (G, D) array, got shape {gallery.shape}.")
     if queries.ndim != 2 or queries.shape[1] != gallery.shape[1]:
         raise ValueError(f"queries must be (Q, {gallery.shape[1]}), got shape {queries.shape}.")
-    g2 = (gallery ** 2).sum(1)
-    out = np.empty(len(queries), np.int64)
-    for start in range(0, len(queries), chunk):
-        q = queries[start:start + chunk]
-        d2 = g2[None, :] - 2 * q @ gallery.T  # + |q|^2, which does not change the argmin
-        out[start:start + chunk] = np.argmin(d2, axis=1)
-    return out
+    if len(queries) == 0:
+        return np.zeros(0, np.int64)
+    return pairwise_distances_argmin(queries, gallery).astype(np.int64)
 
 
 def nearest_neighbor_accuracy(queries, query_labels, gallery, gallery_labels) -> float:
@@ -140,13 +147,15 @@ def nearest_neighbor_accuracy(queries, query_labels, gallery, gallery_labels) ->
 # --- feature points under a homography (notebook 17) ---------------------------------------
 
 def project_points(points, homography) -> np.ndarray:
-    """Applies a 3x3 homography to ``(N, 2)`` points given as ``(x, y)``."""
+    """Applies a 3x3 homography to ``(N, 2)`` points given as ``(x, y)``
+    (``skimage.transform.ProjectiveTransform``)."""
+    from skimage.transform import ProjectiveTransform
+
     points = np.asarray(points, np.float64).reshape(-1, 2)
     h = np.asarray(homography, np.float64)
     if h.shape != (3, 3):
         raise ValueError(f"homography must be 3x3, got shape {h.shape}.")
-    p = np.c_[points, np.ones(len(points))] @ h.T
-    return p[:, :2] / p[:, 2:3]
+    return ProjectiveTransform(matrix=h)(points)
 
 
 def _inside(points, shape, border=0.0):
@@ -177,23 +186,22 @@ def repeatability(points_1, points_2, homography, shape_1, shape_2,
 
 
 def match_descriptors(desc_1, desc_2, *, mutual: bool = True):
-    """Nearest-neighbour matches from image 1 to image 2.
+    """Nearest-neighbour matches from image 1 to image 2 (Euclidean distance), in the order of
+    ``desc_1``: ``skimage.feature.match_descriptors`` with ``cross_check=mutual``.
 
     Returns:
         ``(i, j, distance)``: indices into ``desc_1`` and ``desc_2`` and the descriptor distance
         of each match (mutual nearest neighbours only when ``mutual``).
     """
+    from skimage.feature import match_descriptors as skimage_match
+
     a = np.asarray(desc_1, np.float64)
     b = np.asarray(desc_2, np.float64)
     if len(a) == 0 or len(b) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    d = np.sqrt(np.maximum((a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None] - 2 * a @ b.T, 0))
-    j = d.argmin(1)
-    i = np.arange(len(a))
-    if mutual:
-        keep = d.argmin(0)[j] == i
-        i, j = i[keep], j[keep]
-    return i, j, d[i, j]
+    matches = skimage_match(a, b, metric="euclidean", cross_check=mutual)
+    i, j = matches[:, 0].astype(np.int64), matches[:, 1].astype(np.int64)
+    return i, j, np.linalg.norm(a[i] - b[j], axis=1)
 
 
 def correct_matches(points_1, points_2, i, j, homography, pixel_threshold: float = 5.0):

@@ -330,7 +330,8 @@ def make_quadruplets(corr: Correspondences, rng: np.random.Generator, names=TRAI
     Returns:
         float32 ``(K, 4, S, S)`` with ``P1..P4`` along axis 1.
     """
-    n = len(corr)
+    from scipy.spatial import cKDTree
+
     size = corr.patches_1.shape[1]
     partner = _partners_in_group(corr, rng)
     p4 = np.empty_like(corr.patches_1)
@@ -339,12 +340,12 @@ def make_quadruplets(corr: Correspondences, rng: np.random.Generator, names=TRAI
         image = grey_photo(names[photo_index])
         h, w = image.shape
         points = detect_points(image, 2000, border=0, min_distance=0.0)
+        tree = cKDTree(points) if len(points) else None
         half = size / 2 + 1
         centres = []
         while len(centres) < rows.size:
             c = rng.uniform([half, half], [w - half, h - half], (4 * rows.size, 2))
-            d = np.min(np.linalg.norm(c[:, None] - points[None], axis=-1), axis=1) if len(
-                points) else np.full(len(c), np.inf)
+            d = tree.query(c)[0] if tree is not None else np.full(len(c), np.inf)
             centres.extend(c[d >= min_distance_from_points])
         p4[rows] = extract_patches(image, np.asarray(centres[:rows.size]), size)
     return np.stack([corr.patches_1, corr.patches_2, corr.patches_1[partner], p4], axis=1)
