@@ -26,7 +26,10 @@ __all__ = [
     "rescale_isotropic",
     "crop",
     "random_crop_origin",
+    "flip_boxes",
     "horizontal_flip",
+    "flip_scenes",
+    "resize_scenes",
     "random_horizontal_flip",
     "shuffle_channels",
     "random_channel_shuffle",
@@ -94,7 +97,7 @@ def crop(image, boxes, x0: int, y0: int, size):
             f"[0, {height - crop_h}]."
         )
     shifted = np.asarray(boxes, np.float32) - np.array([x0, y0, x0, y0], np.float32)
-    return image[y0:y0 + crop_h, x0:x0 + crop_w], geometry.clip_boxes(shifted, crop_w, crop_h)
+    return image[y0:y0 + crop_h, x0:x0 + crop_w], geometry.clip_boxes(shifted, (crop_h, crop_w))
 
 
 def random_crop_origin(rng, image_hw, crop_size: int, keep_centre_of=None):
@@ -125,6 +128,24 @@ def random_crop_origin(rng, image_hw, crop_size: int, keep_centre_of=None):
     return int(rng.integers(lows[0], highs[0] + 1)), int(rng.integers(lows[1], highs[1] + 1))
 
 
+def flip_boxes(boxes, width, valid=None):
+    """Mirrors xyxy boxes left-right in an image ``width`` pixels wide: ``x -> W - x``
+    (``x_min`` and ``x_max`` swap). NumPy arrays or tensors (``geometry.xp``).
+
+    Args:
+        boxes: ``(..., 4)`` xyxy boxes.
+        width: the image width in pixels.
+        valid: bool ``(...)``: only these boxes move (padding stays as it is); default: the
+            boxes of positive width.
+    """
+    x = geometry.xp(boxes)
+    flipped = x.stack([width - boxes[..., 2], boxes[..., 1], width - boxes[..., 0],
+                       boxes[..., 3]], axis=-1)
+    if valid is None:
+        valid = (boxes[..., 2] - boxes[..., 0]) > 0
+    return x.where(valid[..., None], flipped, boxes)
+
+
 def horizontal_flip(images, boxes):
     """Mirrors a batch left-right: ``x -> W - x`` for the boxes (``x_min`` and ``x_max`` swap).
 
@@ -133,15 +154,59 @@ def horizontal_flip(images, boxes):
         boxes: ``(N, M, 4)`` (or ``(N, 4)``) xyxy boxes.
 
     Returns:
-        ``(images, boxes)`` flipped, boxes of shape ``(N, M, 4)``.
+        ``(images, boxes)`` flipped, boxes of shape ``(N, M, 4)``; padding slots (all zeros)
+        stay all-zero.
     """
     images, boxes = _check_batch(images, boxes)
-    width = np.float32(images.shape[2])
-    flipped = np.stack([width - boxes[..., 2], boxes[..., 1], width - boxes[..., 0],
-                        boxes[..., 3]], axis=-1)
-    degenerate = geometry.box_area(boxes) == 0
-    flipped[degenerate & np.all(boxes == 0, axis=-1)] = 0.0  # padding slots stay all-zero
+    flipped = flip_boxes(boxes, np.float32(images.shape[2]), ~np.all(boxes == 0, axis=-1))
     return images[:, :, ::-1], flipped
+
+
+def flip_scenes(images, boxes, *, horizontal: bool = False, vertical: bool = False,
+                transpose: bool = False):
+    """Flips (and/or transposes) square images and their xyxy pixel boxes together.
+
+    The eight combinations are the symmetries of the square; the generated shapes keep their
+    class under all of them, so they are label-preserving augmentations (YOLO, notebooks 06
+    and 07). Padding rows are moved too: mask them by label, their coordinates are not used.
+
+    Args:
+        images: ``(N, H, W, 3)`` with ``H == W``.
+        boxes: ``(N, M, 4)`` xyxy pixel boxes.
+        horizontal, vertical: mirror left-right / top-bottom.
+        transpose: swap the x and y axes (applied first).
+
+    Returns:
+        ``(images, boxes)`` as new NumPy arrays.
+    """
+    images = np.asarray(images)
+    boxes = np.asarray(boxes, np.float32).copy()
+    size = images.shape[2]
+    if images.shape[1] != size:
+        raise ValueError(f"flip_scenes needs square images, got {images.shape[1]}x{size}.")
+    if transpose:
+        images = np.swapaxes(images, 1, 2)
+        boxes = boxes[..., [1, 0, 3, 2]]
+    if horizontal:
+        images = images[:, :, ::-1]
+        boxes[..., [0, 2]] = size - boxes[..., [2, 0]]
+    if vertical:
+        images = images[:, ::-1]
+        boxes[..., [1, 3]] = size - boxes[..., [3, 1]]
+    return np.ascontiguousarray(images), boxes
+
+
+def resize_scenes(images, boxes, size: int):
+    """Resizes a batch of square images to ``size x size`` (``rescale_isotropic`` on each) and
+    scales their boxes by the same factor."""
+    images = np.asarray(images)
+    boxes = np.asarray(boxes, np.float32)
+    if images.shape[1] == size:
+        return images, boxes
+    resized = [rescale_isotropic(image, image_boxes, size) for image, image_boxes
+               in zip(images, boxes)]
+    return (np.stack([r[0] for r in resized]).reshape((len(images), size, size) + images.shape[3:]),
+            np.stack([r[1] for r in resized]).reshape(boxes.shape))
 
 
 def random_horizontal_flip(images, boxes, rng, probability: float = 0.5):

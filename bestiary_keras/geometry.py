@@ -4,12 +4,12 @@ Boxes are ``[x_min, y_min, x_max, y_max]`` in pixels ("xyxy") unless a name says
 ``(cx, cy, w, h)`` is the centre and the size ("cxcywh"). Pixel coordinates are continuous: a
 box covering the whole ``W x H`` image is ``[0, 0, W, H]`` and its area is ``W * H``.
 
-Two families with the same names:
-
-- NumPy (``pairwise_iou``, ``elementwise_iou``, ``xyxy_to_cxcywh``, ...): evaluation, data
-  pipelines, merging. Vectorised, any leading shape, empty arrays allowed.
-- ``keras.ops`` (``ops_pairwise_iou``, ``ops_elementwise_iou``, ``ops_xyxy_to_cxcywh``, ...):
-  the same formulas on tensors, for losses and in-graph decoding.
+One function per concept, for NumPy and for tensors alike: NumPy arrays, lists and numbers
+give float32 NumPy arrays (evaluation, data pipelines; any leading shape, empty arrays allowed),
+tensors give tensors computed with ``keras.ops`` (losses, in-graph decoding; safe gradients).
+``xp(*values)`` is that choice, made in one place, and the detection toolkit
+(``bestiary_keras.detection.boxes``) uses it too. ``pairwise_iou`` on tensors is
+``keras.utils.bounding_boxes.compute_iou`` (the same numbers).
 
 Degenerate boxes (zero width or height) have zero area. The IoU of two boxes whose union is
 empty is defined as 0 (never NaN), so zero-size padding boxes never match anything.
@@ -31,43 +31,94 @@ __all__ = [
     "clip_boxes",
     "encode_window_boxes",
     "decode_window_boxes",
-    "ops_box_area",
-    "ops_pairwise_iou",
-    "ops_elementwise_iou",
-    "ops_xyxy_to_cxcywh",
-    "ops_cxcywh_to_xyxy",
-    "ops_clip_boxes",
+    "image_height_width",
+    "xp",
 ]
 
 
-def _as_boxes(boxes, name: str) -> np.ndarray:
-    boxes = np.asarray(boxes, dtype=np.float32)
-    if boxes.ndim == 0 or boxes.shape[-1] != 4:
+def xp(*values):
+    """``numpy`` when every value is a NumPy array, a list or a number (the data side), else
+    ``keras.ops`` (tensors: losses and decoding inside a model)."""
+    if all(v is None or isinstance(v, (np.ndarray, np.generic, list, tuple, float, int))
+           for v in values):
+        return np
+    from keras import ops
+
+    return ops
+
+
+def _as_boxes(boxes, name: str):
+    """float32 NumPy boxes, or the tensor itself; the last axis must hold 4 coordinates."""
+    if xp(boxes) is np:
+        boxes = np.asarray(boxes, dtype=np.float32)
+    else:
+        from keras import ops
+
+        boxes = ops.convert_to_tensor(boxes)
+    shape = tuple(boxes.shape)
+    if len(shape) == 0 or shape[-1] != 4:
         raise ValueError(
             f"{name} must have a last axis of size 4 ([x_min, y_min, x_max, y_max]), "
-            f"got shape {boxes.shape}. Reshape it to (..., 4)."
+            f"got shape {shape}. Reshape it to (..., 4)."
         )
     return boxes
 
 
-# ----------------------------------------------------------------------------- NumPy
+def image_height_width(image_size) -> tuple[float, float]:
+    """``(height, width)`` of ``image_size``: an int (a square image) or a pair (height, width)."""
+    if isinstance(image_size, (int, np.integer, float, np.floating)):
+        height = width = float(image_size)
+    else:
+        try:
+            height, width = (float(v) for v in image_size)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"image_size must be an int (square image) or a pair (height, width), "
+                f"got {image_size!r}."
+            ) from None
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image_size must be positive, got {image_size!r}: e.g. image_size=64.")
+    return height, width
 
 
-def box_area(boxes) -> np.ndarray:
+def box_area(boxes):
     """Area of xyxy boxes, shape ``(...)``; inverted boxes (x_max < x_min) count as 0."""
     boxes = _as_boxes(boxes, "boxes")
-    width = np.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
-    height = np.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
+    x = xp(boxes)
+    width = x.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
+    height = x.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
     return width * height
 
 
-def _safe_ratio(intersection, union):
-    out = np.zeros(np.broadcast(intersection, union).shape, dtype=np.float32)
-    np.divide(intersection, union, out=out, where=union > 0)
-    return out
+def _intersection(boxes1, boxes2):
+    x = xp(boxes1, boxes2)
+    top_left = x.maximum(boxes1[..., :2], boxes2[..., :2])
+    bottom_right = x.minimum(boxes1[..., 2:], boxes2[..., 2:])
+    size = x.maximum(bottom_right - top_left, 0.0)
+    return size[..., 0] * size[..., 1]
 
 
-def pairwise_iou(boxes1, boxes2) -> np.ndarray:
+def elementwise_iou(boxes1, boxes2):
+    """IoU of corresponding boxes: ``boxes1[..., i, :]`` with ``boxes2[..., i, :]``.
+
+    On tensors the division is guarded (no ``NaN`` gradient from an empty union).
+
+    Args:
+        boxes1, boxes2: xyxy boxes of broadcastable shapes ``(..., 4)``.
+
+    Returns:
+        IoUs of the broadcast leading shape (float32 NumPy for NumPy inputs).
+    """
+    boxes1 = _as_boxes(boxes1, "boxes1")
+    boxes2 = _as_boxes(boxes2, "boxes2")
+    x = xp(boxes1, boxes2)
+    intersection = _intersection(boxes1, boxes2)
+    union = box_area(boxes1) + box_area(boxes2) - intersection
+    positive = union > 0
+    return x.where(positive, intersection / x.where(positive, union, 1.0), 0.0)
+
+
+def pairwise_iou(boxes1, boxes2):
     """Intersection over union of every box of ``boxes1`` with every box of ``boxes2``.
 
     Args:
@@ -75,63 +126,53 @@ def pairwise_iou(boxes1, boxes2) -> np.ndarray:
         boxes2: ``(M, 4)`` xyxy boxes (``M`` may be 0).
 
     Returns:
-        ``(N, M)`` float32 array of IoUs in ``[0, 1]`` (0 where the union is empty).
-    """
-    boxes1 = _as_boxes(boxes1, "boxes1").reshape(-1, 4)
-    boxes2 = _as_boxes(boxes2, "boxes2").reshape(-1, 4)
-    top_left = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
-    bottom_right = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    size = np.maximum(bottom_right - top_left, 0.0)
-    intersection = size[..., 0] * size[..., 1]
-    union = box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - intersection
-    return _safe_ratio(intersection, union)
-
-
-def elementwise_iou(boxes1, boxes2) -> np.ndarray:
-    """IoU of corresponding boxes: ``boxes1[..., i, :]`` with ``boxes2[..., i, :]``.
-
-    Args:
-        boxes1, boxes2: xyxy boxes of broadcastable shapes ``(..., 4)``.
-
-    Returns:
-        float32 array of the broadcast leading shape.
+        ``(N, M)`` IoUs in ``[0, 1]`` (0 where the union is empty): float32 NumPy for NumPy
+        inputs; for tensors ``keras.utils.bounding_boxes.compute_iou`` (the same numbers).
     """
     boxes1 = _as_boxes(boxes1, "boxes1")
     boxes2 = _as_boxes(boxes2, "boxes2")
-    top_left = np.maximum(boxes1[..., :2], boxes2[..., :2])
-    bottom_right = np.minimum(boxes1[..., 2:], boxes2[..., 2:])
-    size = np.maximum(bottom_right - top_left, 0.0)
-    intersection = size[..., 0] * size[..., 1]
-    union = box_area(boxes1) + box_area(boxes2) - intersection
-    return _safe_ratio(intersection, union)
+    if xp(boxes1, boxes2) is not np:
+        from keras.utils import bounding_boxes
+
+        return bounding_boxes.compute_iou(boxes1, boxes2, bounding_box_format="xyxy")
+    return elementwise_iou(boxes1.reshape(-1, 1, 4), boxes2.reshape(1, -1, 4))
 
 
-def xyxy_to_cxcywh(boxes) -> np.ndarray:
+def xyxy_to_cxcywh(boxes):
     """``[x_min, y_min, x_max, y_max]`` -> ``[cx, cy, w, h]`` (any leading shape)."""
     boxes = _as_boxes(boxes, "boxes")
     centre = (boxes[..., :2] + boxes[..., 2:]) / 2.0
     size = boxes[..., 2:] - boxes[..., :2]
-    return np.concatenate([centre, size], axis=-1)
+    return xp(boxes).concatenate([centre, size], axis=-1)
 
 
-def cxcywh_to_xyxy(boxes) -> np.ndarray:
+def cxcywh_to_xyxy(boxes):
     """``[cx, cy, w, h]`` -> ``[x_min, y_min, x_max, y_max]`` (any leading shape)."""
     boxes = _as_boxes(boxes, "boxes")
     half = boxes[..., 2:] / 2.0
-    return np.concatenate([boxes[..., :2] - half, boxes[..., :2] + half], axis=-1)
+    return xp(boxes).concatenate([boxes[..., :2] - half, boxes[..., :2] + half], axis=-1)
 
 
-def clip_boxes(boxes, width: float, height: float) -> np.ndarray:
+def clip_boxes(boxes, image_size):
     """Clips xyxy boxes to the image ``[0, width] x [0, height]``.
 
     A box entirely outside becomes a zero-area box on the border (detect it with
     ``box_area(...) == 0``).
+
+    Args:
+        boxes: ``(..., 4)`` xyxy boxes (NumPy or tensor).
+        image_size: an int (a square image) or ``(height, width)`` in pixels.
+
+    Returns:
+        Clipped boxes, same shape and kind as ``boxes``.
     """
     boxes = _as_boxes(boxes, "boxes")
-    if width < 0 or height < 0:
-        raise ValueError(f"width and height must be >= 0, got width={width}, height={height}.")
+    height, width = image_height_width(image_size)
+    x = xp(boxes)
     limits = np.array([width, height, width, height], dtype=np.float32)
-    return np.clip(boxes, 0.0, limits)
+    if x is not np:
+        limits = x.convert_to_tensor(limits, dtype=boxes.dtype)
+    return x.minimum(x.maximum(boxes, 0.0), limits)
 
 
 def _windows(windows, name="windows"):
@@ -176,83 +217,3 @@ def decode_window_boxes(params, windows) -> np.ndarray:
     centre = win[..., :2] + params[..., :2] * win[..., 2:]
     size = np.maximum(params[..., 2:], 0.0) * win[..., 2:]
     return cxcywh_to_xyxy(np.concatenate(np.broadcast_arrays(centre, size), axis=-1))
-
-
-# ----------------------------------------------------------------------------- keras.ops
-
-
-def _ops():
-    from keras import ops
-
-    return ops
-
-
-def _tensor(x):
-    """Tensors pass through; NumPy arrays and lists become tensors of Keras's float type."""
-    ops = _ops()
-    if isinstance(x, (np.ndarray, list, tuple, float, int)):
-        import keras
-
-        return ops.convert_to_tensor(np.asarray(x), dtype=keras.backend.floatx())
-    return ops.convert_to_tensor(x)
-
-
-def ops_box_area(boxes):
-    """``box_area`` on tensors (``keras.ops``)."""
-    ops = _ops()
-    boxes = _tensor(boxes)
-    width = ops.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
-    height = ops.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
-    return width * height
-
-
-def _ops_ratio(intersection, union):
-    ops = _ops()
-    positive = union > 0
-    return ops.where(positive, intersection / ops.where(positive, union, 1.0), 0.0)
-
-
-def ops_elementwise_iou(boxes1, boxes2):
-    """``elementwise_iou`` on tensors: safe gradients (no division by an empty union)."""
-    ops = _ops()
-    boxes1 = _tensor(boxes1)
-    boxes2 = _tensor(boxes2)
-    top_left = ops.maximum(boxes1[..., :2], boxes2[..., :2])
-    bottom_right = ops.minimum(boxes1[..., 2:], boxes2[..., 2:])
-    size = ops.maximum(bottom_right - top_left, 0.0)
-    intersection = size[..., 0] * size[..., 1]
-    union = ops_box_area(boxes1) + ops_box_area(boxes2) - intersection
-    return _ops_ratio(intersection, union)
-
-
-def ops_pairwise_iou(boxes1, boxes2):
-    """``pairwise_iou`` on tensors: ``(N, 4)``, ``(M, 4)`` -> ``(N, M)``."""
-    ops = _ops()
-    boxes1 = _tensor(boxes1)
-    boxes2 = _tensor(boxes2)
-    return ops_elementwise_iou(ops.expand_dims(boxes1, 1), ops.expand_dims(boxes2, 0))
-
-
-def ops_xyxy_to_cxcywh(boxes):
-    """``xyxy_to_cxcywh`` on tensors."""
-    ops = _ops()
-    boxes = _tensor(boxes)
-    centre = (boxes[..., :2] + boxes[..., 2:]) / 2.0
-    size = boxes[..., 2:] - boxes[..., :2]
-    return ops.concatenate([centre, size], axis=-1)
-
-
-def ops_cxcywh_to_xyxy(boxes):
-    """``cxcywh_to_xyxy`` on tensors."""
-    ops = _ops()
-    boxes = _tensor(boxes)
-    half = boxes[..., 2:] / 2.0
-    return ops.concatenate([boxes[..., :2] - half, boxes[..., :2] + half], axis=-1)
-
-
-def ops_clip_boxes(boxes, width: float, height: float):
-    """``clip_boxes`` on tensors."""
-    ops = _ops()
-    boxes = _tensor(boxes)
-    limits = ops.convert_to_tensor([width, height, width, height], dtype=boxes.dtype)
-    return ops.minimum(ops.maximum(boxes, 0.0), limits)

@@ -154,3 +154,42 @@ def test_augmented_batches_epochs_in_fit():
     model.fit(data, epochs=3, verbose=0)
     # (Keras may call on_epoch_end once more, e.g. after peeking at the first batch.)
     assert data.epoch >= 3 and len(set(seen)) == len(seen) >= 6
+
+
+def test_flip_scenes_moves_boxes_with_the_pixels():
+    image = np.zeros((1, 64, 64, 3), np.uint8)
+    image[0, 20:40, 10:30] = 255  # rows 20..39, columns 10..29: box [10, 20, 30, 40]
+    boxes = np.array([[[10, 20, 30, 40]]], np.float32)
+    for h, v, t, expected in [(True, False, False, [34, 20, 54, 40]),
+                              (False, True, False, [10, 24, 30, 44]),
+                              (False, False, True, [20, 10, 40, 30])]:
+        out_image, out_boxes = augment.flip_scenes(image, boxes, horizontal=h, vertical=v,
+                                                   transpose=t)
+        np.testing.assert_allclose(out_boxes[0, 0], expected)
+        rows = np.flatnonzero(out_image[0, ..., 0].any(axis=1))
+        cols = np.flatnonzero(out_image[0, ..., 0].any(axis=0))
+        np.testing.assert_allclose([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], expected)
+
+
+def test_resize_scenes_matches_the_former_cv2_loop():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
+    boxes = rng.uniform(0, 64, (3, 2, 4)).astype(np.float32)
+    for size in (48, 64, 80):
+        scale = size / 64
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        old_images = np.stack([cv2.resize(im, (size, size), interpolation=interpolation)
+                               for im in images])
+        new_images, new_boxes = augment.resize_scenes(images, boxes, size)
+        np.testing.assert_array_equal(new_images, old_images)
+        np.testing.assert_array_equal(new_boxes, boxes * scale)
+        assert new_boxes.dtype == np.float32
+
+
+def test_horizontal_flip_matches_flip_boxes_and_keeps_padding():
+    images = np.zeros((1, 4, 10, 3), np.uint8)
+    boxes = np.array([[[1, 0, 3, 2], [4, 1, 4, 3], [0, 0, 0, 0]]], np.float32)  # 2nd: zero width
+    _, flipped = augment.horizontal_flip(images, boxes)
+    np.testing.assert_array_equal(flipped[0], [[7, 0, 9, 2], [6, 1, 6, 3], [0, 0, 0, 0]])

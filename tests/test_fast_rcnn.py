@@ -110,36 +110,6 @@ def test_fast_rcnn_loss_by_hand():
 
 
 # ----------------------------------------------------------------------------- in-graph targets
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ops_assign_matches_numpy_assign_anchors(seed):
-    rng = np.random.default_rng(seed)
-    anchors = B.generate_anchors(6, 8, (10, 20), (0.5, 1, 2))
-    gt = np.zeros((2, 4, 4), np.float32)
-    labels = -np.ones((2, 4), np.int32)
-    for b, n in enumerate([3, 0]):
-        xy = rng.uniform(0, 30, (n, 2))
-        gt[b, :n] = np.concatenate([xy, xy + rng.uniform(8, 18, (n, 2))], -1)
-        labels[b, :n] = rng.integers(0, 3, n)
-    got, matched, _ = F.ops_assign(anchors, gt, labels >= 0, 0.7, 0.3)
-    for b in range(2):
-        ref, ref_matched = B.assign_anchors(anchors, gt[b], 0.7, 0.3)
-        np.testing.assert_array_equal(np.asarray(got)[b], ref)
-        pos = ref == 1
-        np.testing.assert_array_equal(np.asarray(matched)[b][pos], ref_matched[pos])
-
-
-def test_ops_sample_balances_and_pads():
-    labels = np.array([[1] * 10 + [0] * 100 + [-1] * 10, [1] * 3 + [0] * 117, [-1] * 120])
-    idx, sampled = (np.asarray(t) for t in F.ops_sample(labels, 20, 0.5, seed=0))
-    assert idx.shape == sampled.shape == (3, 20)
-    assert (sampled[0] == 1).sum() == 10 and (sampled[0] == 0).sum() == 10
-    assert (sampled[1] == 1).sum() == 3 and (sampled[1] == 0).sum() == 17
-    assert np.all(sampled[2] == -1)  # nothing to sample: every pick ignored
-    for b in range(2):
-        assert len(set(idx[b])) == 20
-        np.testing.assert_array_equal(labels[b][idx[b]], sampled[b])
-
-
 def test_sample_rois_without_objects_or_proposals_has_no_nan():
     proposals = np.zeros((2, 6, 4), np.float32)
     proposal_valid = np.zeros((2, 6), bool)
@@ -203,11 +173,28 @@ def test_fast_rcnn_trains_one_step_on_degenerate_batches():
 def test_pad_and_flip_boxes():
     from bestiary_keras.detection import data
 
+    from bestiary_keras import augment
+
     boxes, valid = data.pad_boxes([np.array([[1, 2, 5, 6]]), np.zeros((0, 4))], max_boxes=2)
     np.testing.assert_array_equal(valid, [[True, False], [False, False]])
-    flipped = data.flip_boxes(boxes, 10.0, valid)
+    assert boxes.dtype == np.float32 and valid.dtype == bool
+    flipped = augment.flip_boxes(boxes, 10.0, valid)
     np.testing.assert_array_equal(flipped[0], [[5, 2, 9, 6], [0, 0, 0, 0]])  # padding stays 0
-    np.testing.assert_array_equal(data.flip_boxes(flipped, 10.0, valid), boxes)
+    np.testing.assert_array_equal(augment.flip_boxes(flipped, 10.0, valid), boxes)
+    # pad_boxes (keras.utils.pad_sequences) against the loop it replaced: truncation, default
+    # size, no boxes at all
+    rng = np.random.default_rng(0)
+    lists = [rng.uniform(0, 60, (n, 4)).astype(np.float32) for n in (3, 0, 7, 1)]
+    for max_boxes in (None, 1, 5, 9):
+        size = max_boxes or 7
+        old_boxes = np.zeros((4, size, 4), np.float32)
+        old_valid = np.zeros((4, size), bool)
+        for i, b in enumerate(lists):
+            old_boxes[i, : len(b[:size])], old_valid[i, : len(b[:size])] = b[:size], True
+        new_boxes, new_valid = data.pad_boxes(lists, max_boxes)
+        np.testing.assert_array_equal(new_boxes, old_boxes)
+        np.testing.assert_array_equal(new_valid, old_valid)
+    assert data.pad_boxes([np.zeros((0, 4))])[0].shape == (1, 1, 4)
 
 
 def test_detection_dataset_flips_images_boxes_and_proposals_together():

@@ -65,11 +65,16 @@ def test_conversions_hand_case_and_round_trip():
 
 
 def test_clip_boxes():
-    clipped = geometry.clip_boxes([[-5, 2, 8, 20], [12, 12, 15, 15]], width=10, height=10)
+    clipped = geometry.clip_boxes([[-5, 2, 8, 20], [12, 12, 15, 15]], 10)
     np.testing.assert_allclose(clipped, [[0, 2, 8, 10], [10, 10, 10, 10]])
     assert geometry.box_area(clipped)[1] == 0  # outside -> degenerate
-    with pytest.raises(ValueError, match="width and height"):
-        geometry.clip_boxes([A], -1, 10)
+    # (height, width): x is clipped to the width, y to the height
+    np.testing.assert_allclose(geometry.clip_boxes([[-5, -3, 80, 80]], (40, 64)),
+                               [[0, 0, 64, 40]])
+    with pytest.raises(ValueError, match="image_size"):
+        geometry.clip_boxes([A], (-1, 10))
+    with pytest.raises(ValueError, match="image_size"):
+        geometry.clip_boxes([A], (1, 2, 3))
 
 
 def test_window_encoding_hand_case_and_round_trip():
@@ -93,7 +98,10 @@ def test_bad_shape_raises():
         geometry.pairwise_iou(np.zeros((3, 5)), np.zeros((2, 4)))
 
 
-def test_ops_versions_match_numpy():
+def test_tensors_give_tensors_with_the_numpy_values():
+    """One function per concept (``geometry.xp``): tensors in, tensors out, same numbers as the
+    NumPy path. The values are those of the former ``ops_*`` twins, which these tests pinned."""
+    import tensorflow as tf
     from keras import ops
 
     rng = np.random.default_rng(1)
@@ -103,29 +111,30 @@ def test_ops_versions_match_numpy():
         b[:, 2:] = b[:, :2] + rng.uniform(0, 10, size=(len(b), 2))
     boxes1[0] = POINT
     boxes2[0] = POINT
-    np.testing.assert_allclose(ops.convert_to_numpy(geometry.ops_pairwise_iou(boxes1, boxes2)),
-                               geometry.pairwise_iou(boxes1, boxes2), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(
-        ops.convert_to_numpy(geometry.ops_elementwise_iou(boxes1[:4], boxes2)),
-        geometry.elementwise_iou(boxes1[:4], boxes2), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ops.convert_to_numpy(geometry.ops_xyxy_to_cxcywh(boxes1)),
-                               geometry.xyxy_to_cxcywh(boxes1), rtol=1e-6)
-    np.testing.assert_allclose(ops.convert_to_numpy(geometry.ops_cxcywh_to_xyxy(boxes1)),
-                               geometry.cxcywh_to_xyxy(boxes1), rtol=1e-6)
-    np.testing.assert_allclose(ops.convert_to_numpy(geometry.ops_clip_boxes(boxes1, 10, 12)),
-                               geometry.clip_boxes(boxes1, 10, 12))
-    np.testing.assert_allclose(ops.convert_to_numpy(geometry.ops_box_area(boxes1)),
-                               geometry.box_area(boxes1), rtol=1e-6)
-    assert tuple(geometry.ops_pairwise_iou(np.zeros((0, 4)), boxes2).shape) == (0, 4)
+    t1, t2 = tf.constant(boxes1), tf.constant(boxes2)
+    cases = [
+        (geometry.pairwise_iou(t1, t2), geometry.pairwise_iou(boxes1, boxes2)),
+        (geometry.elementwise_iou(t1[:4], t2), geometry.elementwise_iou(boxes1[:4], boxes2)),
+        (geometry.xyxy_to_cxcywh(t1), geometry.xyxy_to_cxcywh(boxes1)),
+        (geometry.cxcywh_to_xyxy(t1), geometry.cxcywh_to_xyxy(boxes1)),
+        (geometry.clip_boxes(t1, (12, 10)), geometry.clip_boxes(boxes1, (12, 10))),
+        (geometry.box_area(t1), geometry.box_area(boxes1)),
+    ]
+    for tensor, array in cases:
+        assert tf.is_tensor(tensor) and isinstance(array, np.ndarray)
+        np.testing.assert_array_equal(ops.convert_to_numpy(tensor), array)
+    assert tuple(geometry.pairwise_iou(tf.zeros((0, 4)), t2).shape) == (0, 4)
+    np.testing.assert_allclose(ops.convert_to_numpy(geometry.pairwise_iou(
+        tf.constant([A, B]), tf.constant([A, B, C]))), [[1, 1 / 7, 0], [1 / 7, 1, 0]], rtol=1e-6)
 
 
-def test_ops_iou_has_finite_gradient_on_degenerate_boxes():
+def test_tensor_iou_has_finite_gradient_on_degenerate_boxes():
     import tensorflow as tf
 
     pred = tf.Variable([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
     target = tf.constant([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 3.0, 3.0]])
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(geometry.ops_elementwise_iou(pred, target))
+        loss = tf.reduce_sum(geometry.elementwise_iou(pred, target))
     grad = tape.gradient(loss, pred)
     assert np.all(np.isfinite(grad.numpy()))
     np.testing.assert_allclose(loss.numpy(), 1 / 7, rtol=1e-6)

@@ -101,6 +101,13 @@ def test_rcnn_svms_regressors_and_empty_detection():
     scores, regressed = detector.score_regions(fc7, rng.normal(size=(120, 32)), boxes)
     assert scores.shape == (120, 2) and regressed.shape == (120, 2, 4)
     assert scores[labels == 1, 0].mean() > scores[labels == 2, 0].mean()
+    # the fine-tuned soft-max instead of the SVMs: scipy's softmax, as the former hand code
+    logits = rng.normal(0, 5, size=(120, 3)).astype(np.float32)
+    soft, _ = detector.score_regions(fc7, None, boxes, logits, use_svm=False,
+                                     use_regression=False)
+    z = logits - logits.max(axis=1, keepdims=True)
+    np.testing.assert_allclose(soft, (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True))[:, 1:],
+                               rtol=1e-6, atol=1e-7)
     images = np.zeros((2, 32, 32, 3), np.uint8)
     dets = detector.detect(images, [np.zeros((0, 4)), np.zeros((0, 4))])  # no proposals
     assert len(dets) == 2 and all(len(d[0]) == 0 for d in dets)

@@ -199,21 +199,6 @@ def test_nms_removes_a_duplicate_and_nothing_left_gives_empty_arrays():
 
 
 # ----------------------------------------------------------------------------- data
-def test_flip_scenes_moves_boxes_with_the_pixels():
-    image = np.zeros((1, 64, 64, 3), np.uint8)
-    image[0, 20:40, 10:30] = 255  # rows 20..39, columns 10..29: box [10, 20, 30, 40]
-    boxes = np.array([[[10, 20, 30, 40]]], np.float32)
-    for h, v, t, expected in [(True, False, False, [34, 20, 54, 40]),
-                              (False, True, False, [10, 24, 30, 44]),
-                              (False, False, True, [20, 10, 40, 30])]:
-        out_image, out_boxes = yolo.flip_scenes(image, boxes, horizontal=h, vertical=v,
-                                                transpose=t)
-        np.testing.assert_allclose(out_boxes[0, 0], expected)
-        rows = np.flatnonzero(out_image[0, ..., 0].any(axis=1))
-        cols = np.flatnonzero(out_image[0, ..., 0].any(axis=0))
-        np.testing.assert_allclose([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], expected)
-
-
 def test_batches_change_size_every_n_batches_and_encode_at_that_size():
     images = np.zeros((5, 64, 64, 3), np.uint8)
     boxes = np.tile(np.array([[[8, 8, 24, 24]]], np.float32), (5, 1, 1))
@@ -264,16 +249,6 @@ def test_confidence_prior_sets_the_initial_confidences():
     bias = model.get_layer("head_output").bias.numpy().reshape(8, 8, 13)
     np.testing.assert_allclose(bias[..., [4, 9]], np.log(0.05 / 0.95), rtol=1e-6)
     assert np.all(bias[..., [0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12]] == 0)
-
-
-def test_pad_detections_pads_with_minus_one_and_filters_by_score():
-    dets = [(np.array([[0, 0, 4, 4], [1, 1, 5, 5]], np.float32), np.array([0.9, 0.2]),
-             np.array([1, 0])),
-            (np.zeros((0, 4), np.float32), np.zeros(0), np.zeros(0, int))]
-    boxes, labels, scores = yolo.pad_detections(dets, min_score=0.5)
-    assert boxes.shape == (2, 1, 4)
-    np.testing.assert_array_equal(labels, [[1], [-1]])
-    np.testing.assert_allclose(scores, [[0.9], [0.0]])
 
 
 def test_yolo_v1_trains_on_streamed_batches():

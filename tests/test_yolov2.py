@@ -158,6 +158,17 @@ def test_decode_puts_zero_offsets_at_cell_centres_with_anchor_sizes():
     np.testing.assert_allclose(scaled, [[0.5, 5, 3.5, 7]])
 
 
+def test_decode_probabilities_match_the_former_hand_written_sigmoid_and_softmax():
+    raw = np.random.default_rng(0).normal(0, 4, (2, 3, 3, 2, 8)).astype(np.float32)
+    _, objectness, probs = yolov2.decode_yolo_v2(raw, [[6, 4], [10, 12]], stride=8)
+    old_objectness = 1.0 / (1.0 + np.exp(-raw[..., 4].reshape(2, -1)))
+    logits = raw[..., 5:].reshape(2, -1, 3)
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    old_probs = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(objectness, old_objectness, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(probs, old_probs, rtol=1e-6, atol=1e-7)
+
+
 # ----------------------------------------------------------------------------- builder
 def test_builder_is_fully_convolutional_with_a_passthrough():
     model = yolov2.yolo_v2(3, [[10, 10], [20, 20], [30, 30]], head_filters=8,

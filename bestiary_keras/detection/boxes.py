@@ -6,16 +6,19 @@ conversions come from ``bestiary_keras.geometry``; this module adds what detecto
 
 - ``encode_boxes`` / ``decode_boxes``: the slides' regression targets ``(t_x, t_y, t_w, t_h)`` of
   a box w.r.t. a proposal (R-CNN, Fast R-CNN) or an anchor (Faster R-CNN, YOLOv2 priors).
-- ``clip_boxes``: clip to the image.
-- ``non_max_suppression`` / ``batched_nms``: greedy NMS through ``tf.image.non_max_suppression``
-  (Keras has no NMS op), class-agnostic or per class.
+- ``valid_boxes``: boxes wider and higher than a minimum size (clipping is
+  ``geometry.clip_boxes``).
+- ``non_max_suppression``: the one NMS of the package, per class and batched, through
+  ``tf.image.combined_non_max_suppression`` (Keras has no NMS op); a single class (proposals)
+  goes through ``tf.image.non_max_suppression_padded``.
 - ``generate_anchors``: the anchors of a feature map, ``(H * W * A, 4)``.
 - ``assign_anchors`` / ``sample_balanced``: Faster R-CNN's labelling of anchors (or Fast
-  R-CNN's of proposals) as positive / negative / neutral and its balanced mini-batch.
+  R-CNN's of proposals) as positive / negative / neutral and its balanced mini-batch, batched
+  and in-graph.
 
-Functions that compute on boxes accept NumPy arrays (and return NumPy) or tensors (and return
-tensors, through ``keras.ops``), so the same code builds targets in a data pipeline and decodes
-predictions inside a model. ``assign_anchors`` and ``sample_balanced`` are NumPy only (data side).
+Functions accept NumPy arrays (and return NumPy) or tensors (and return tensors, through
+``keras.ops``), as decided by ``geometry.xp``: the same code builds targets in a data pipeline
+and decodes predictions inside a model.
 """
 
 from __future__ import annotations
@@ -30,10 +33,8 @@ __all__ = [
     "BBOX_CLIP",
     "encode_boxes",
     "decode_boxes",
-    "clip_boxes",
     "valid_boxes",
     "non_max_suppression",
-    "batched_nms",
     "generate_anchors",
     "anchor_shapes",
     "assign_anchors",
@@ -50,21 +51,6 @@ finite, meaningless target instead of ``-inf``. Still mask such rows out of the 
 
 
 # ----------------------------------------------------------------------------- helpers
-def _is_numpy(*values) -> bool:
-    """True when every value is a NumPy array, a Python number or a list (the data side)."""
-    return all(isinstance(v, (np.ndarray, np.generic, list, tuple, float, int)) or v is None
-               for v in values)
-
-
-def _xp(*values):
-    """``numpy`` for NumPy inputs, ``keras.ops`` for tensors."""
-    if _is_numpy(*values):
-        return np
-    from keras import ops
-
-    return ops
-
-
 def _variances(variances, xp, dtype=None):
     if variances is None:
         return None
@@ -75,22 +61,6 @@ def _variances(variances, xp, dtype=None):
             "e.g. variances=(0.1, 0.1, 0.2, 0.2), or None for the slides' plain offsets."
         )
     return values if xp is np else xp.convert_to_tensor(values, dtype=dtype)
-
-
-def _image_hw(image_size):
-    if isinstance(image_size, (int, np.integer, float)):
-        height = width = float(image_size)
-    else:
-        try:
-            height, width = (float(v) for v in image_size)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"image_size must be an int (square image) or a pair (height, width), "
-                f"got {image_size!r}."
-            ) from None
-    if height <= 0 or width <= 0:
-        raise ValueError(f"image_size must be positive, got {image_size!r}.")
-    return height, width
 
 
 # ----------------------------------------------------------------------------- offsets
@@ -119,7 +89,7 @@ def encode_boxes(boxes, anchors, variances=None):
     Returns:
         ``(..., 4)`` float32 offsets ``(t_x, t_y, t_w, t_h)`` (NumPy for NumPy inputs).
     """
-    xp = _xp(boxes, anchors)
+    xp = geometry.xp(boxes, anchors)
     if xp is np:
         boxes = np.asarray(boxes, np.float32)
         anchors = np.asarray(anchors, np.float32)
@@ -161,7 +131,7 @@ def decode_boxes(deltas, anchors, variances=None):
     Returns:
         ``(..., 4)`` float32 xyxy boxes.
     """
-    xp = _xp(deltas, anchors)
+    xp = geometry.xp(deltas, anchors)
     if xp is np:
         deltas = np.asarray(deltas, np.float32)
         anchors = np.asarray(anchors, np.float32)
@@ -183,93 +153,83 @@ def decode_boxes(deltas, anchors, variances=None):
     return out.astype(np.float32) if xp is np else out
 
 
-def clip_boxes(boxes, image_size):
-    """Clips xyxy boxes to the image ``[0, width] x [0, height]``.
-
-    A box entirely outside the image becomes a zero-area box on its border: drop those with
-    ``valid_boxes``. Wraps ``geometry.clip_boxes`` / ``geometry.ops_clip_boxes``.
-
-    Args:
-        boxes: ``(..., 4)`` xyxy boxes (NumPy or tensor).
-        image_size: an int (square) or ``(height, width)`` in pixels.
-
-    Returns:
-        Clipped boxes, same shape and kind as ``boxes``.
-    """
-    height, width = _image_hw(image_size)
-    if _is_numpy(boxes):
-        return geometry.clip_boxes(boxes, width, height)
-    return geometry.ops_clip_boxes(boxes, width, height)
-
-
 def valid_boxes(boxes, min_size: float = 0.0):
     """Boolean mask of boxes whose width and height both exceed ``min_size`` pixels."""
-    xp = _xp(boxes)
+    xp = geometry.xp(boxes)
     boxes = np.asarray(boxes, np.float32) if xp is np else xp.convert_to_tensor(boxes)
     return xp.logical_and(boxes[..., 2] - boxes[..., 0] > min_size,
                           boxes[..., 3] - boxes[..., 1] > min_size)
 
 
 # ----------------------------------------------------------------------------- NMS
-def non_max_suppression(boxes, scores, iou_threshold: float = 0.5, max_output: int = 100,
+def non_max_suppression(boxes, scores, *, iou_threshold: float = 0.5, max_output: int = 100,
                         score_threshold: float = -math.inf):
-    """Greedy non-maximum suppression: indices of the kept boxes, best score first.
+    """Greedy non-maximum suppression within each class, for a batch of images.
 
-    Repeatedly keeps the highest-scoring remaining box and removes every box whose IoU with it
-    exceeds ``iou_threshold``. A thin wrapper around ``tf.image.non_max_suppression`` (which
-    wants ``[y_min, x_min, y_max, x_max]``; the swap happens here).
+    Per image and per class: repeatedly keep the highest-scoring remaining box and remove every
+    box of that class whose IoU with it exceeds ``iou_threshold``; boxes of different classes
+    never suppress each other. The survivors of all classes are then ranked by score and the
+    best ``max_output`` kept. TensorFlow does the work (Keras has no NMS op):
+    ``tf.image.combined_non_max_suppression``, or ``tf.image.non_max_suppression_padded`` for
+    a single class with shared boxes (region proposals). Both want ``[y_min, x_min, y_max,
+    x_max]`` boxes: the swap happens here, and only here.
 
     Args:
-        boxes: ``(N, 4)`` xyxy boxes (N may be 0).
-        scores: ``(N,)`` scores.
-        iou_threshold: boxes overlapping a kept one by more than this are suppressed.
-        max_output: keep at most this many.
-        score_threshold: ignore boxes scoring below it.
+        boxes: ``(B, N, 4)`` xyxy boxes shared by every class, or ``(B, N, K, 4)`` one box per
+            class (Fast R-CNN's class-specific regression).
+        scores: ``(B, N, K)`` the score of every box for every class (``K = 1``: class-agnostic).
+        iou_threshold: boxes overlapping a kept box of their class by more than this go.
+        max_output: detections kept per image (all classes together).
+        score_threshold: only boxes scoring strictly above it are candidates.
+
+    Zero-area boxes never suppress anything; the single-class path (TensorFlow's padded NMS)
+    also never keeps them. Detectors drop such boxes before NMS (``valid_boxes``).
 
     Returns:
-        int32 indices into ``boxes``: a NumPy array for NumPy inputs, else a tensor.
+        ``boxes (B, D, 4)`` xyxy, ``scores (B, D)``, ``classes (B, D)`` int32 and ``count (B,)``
+        int32 with ``D = max_output``: the ``count`` valid detections of each image come first,
+        best score first, then zero padding. NumPy for NumPy inputs, else tensors.
     """
     import tensorflow as tf
 
     if not 0.0 <= float(iou_threshold) <= 1.0:
         raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold!r}.")
-    if int(max_output) < 0:
-        raise ValueError(f"max_output must be >= 0, got {max_output!r}.")
-    as_numpy = _is_numpy(boxes, scores)
-    boxes = tf.reshape(tf.cast(boxes, tf.float32), (-1, 4))
-    scores = tf.reshape(tf.cast(scores, tf.float32), (-1,))
-    yxyx = tf.gather(boxes, [1, 0, 3, 2], axis=1)
-    keep = tf.image.non_max_suppression(yxyx, scores, int(max_output), float(iou_threshold),
-                                        float(score_threshold))
-    return keep.numpy().astype(np.int32) if as_numpy else keep
-
-
-def batched_nms(boxes, scores, classes, iou_threshold: float = 0.5, max_output: int = 100,
-                score_threshold: float = -math.inf):
-    """Non-maximum suppression within each class (boxes of different classes never suppress
-    each other): indices of the kept boxes, best score first.
-
-    Uses the usual trick of shifting each class's boxes by ``class * (largest coordinate + 1)``
-    so that boxes of different classes cannot overlap, then one ``non_max_suppression``.
-
-    Args:
-        boxes: ``(N, 4)`` xyxy boxes; scores: ``(N,)``; classes: ``(N,)`` int class indices.
-        iou_threshold, max_output, score_threshold: as in ``non_max_suppression``
-            (``max_output`` counts all classes together).
-
-    Returns:
-        int32 indices into ``boxes`` (NumPy for NumPy inputs, else a tensor).
-    """
-    import tensorflow as tf
-
-    as_numpy = _is_numpy(boxes, scores, classes)
-    boxes_t = tf.reshape(tf.cast(boxes, tf.float32), (-1, 4))
-    classes_t = tf.reshape(tf.cast(classes, tf.float32), (-1,))
-    span = tf.reduce_max(tf.concat([tf.abs(boxes_t), tf.zeros((1, 4))], axis=0)) + 1.0
-    shifted = boxes_t + (classes_t * 2.0 * span)[:, None]
-    keep = non_max_suppression(shifted, tf.reshape(tf.cast(scores, tf.float32), (-1,)),
-                               iou_threshold, max_output, score_threshold)
-    return keep.numpy().astype(np.int32) if as_numpy else keep
+    if int(max_output) < 1:
+        raise ValueError(f"max_output must be >= 1, got {max_output!r}.")
+    as_numpy = geometry.xp(boxes, scores) is np
+    boxes = tf.cast(boxes, tf.float32)
+    scores = tf.cast(scores, tf.float32)
+    if scores.shape.rank != 3 or boxes.shape.rank not in (3, 4) or boxes.shape[-1] != 4:
+        raise ValueError(
+            f"boxes must be (B, N, 4) or (B, N, K, 4) and scores (B, N, K), got shapes "
+            f"{tuple(boxes.shape)} and {tuple(scores.shape)}; add the batch axis with [None]."
+        )
+    max_output = int(max_output)
+    yxyx = tf.gather(boxes, [1, 0, 3, 2], axis=-1)
+    if boxes.shape[1] == 0:  # no candidates at all (TensorFlow's padded NMS needs one)
+        batch = tf.shape(boxes)[0]
+        outputs = (tf.zeros((batch, max_output, 4)), tf.zeros((batch, max_output)),
+                   tf.zeros((batch, max_output), tf.int32), tf.zeros((batch,), tf.int32))
+    elif boxes.shape.rank == 3 and scores.shape[-1] == 1:
+        keep, count = tf.image.non_max_suppression_padded(
+            yxyx, scores[..., 0], max_output, iou_threshold, score_threshold,
+            pad_to_max_output_size=True)
+        valid = tf.range(max_output)[None, :] < count[:, None]
+        keep = tf.where(valid, keep, 0)
+        out_boxes = tf.where(valid[..., None], tf.gather(boxes, keep, batch_dims=1), 0.0)
+        out_scores = tf.where(valid, tf.gather(scores[..., 0], keep, batch_dims=1), 0.0)
+        outputs = out_boxes, out_scores, tf.zeros_like(keep), tf.cast(count, tf.int32)
+    else:
+        if boxes.shape.rank == 3:
+            yxyx = yxyx[:, :, None, :]
+        nmsed = tf.image.combined_non_max_suppression(
+            yxyx, scores, max_output_size_per_class=max_output, max_total_size=max_output,
+            iou_threshold=iou_threshold, score_threshold=score_threshold, clip_boxes=False)
+        out_boxes = tf.gather(nmsed.nmsed_boxes, [1, 0, 3, 2], axis=-1)
+        out_scores, count = nmsed.nmsed_scores, nmsed.valid_detections
+        classes = tf.cast(nmsed.nmsed_classes, tf.int32)
+        outputs = out_boxes, out_scores, classes, tf.cast(count, tf.int32)
+    return tuple(t.numpy() for t in outputs) if as_numpy else outputs
 
 
 # ----------------------------------------------------------------------------- anchors
@@ -328,85 +288,116 @@ def generate_anchors(feature_size, stride, scales, ratios) -> np.ndarray:
     return anchors.reshape(-1, 4).astype(np.float32)
 
 
-def assign_anchors(anchors, gt_boxes, positive_iou: float = 0.7, negative_iou: float = 0.3):
+def assign_anchors(anchors, gt_boxes, gt_valid=None, *, positive_iou: float = 0.7,
+                   negative_iou: float = 0.3, force_best: bool = True):
     """Labels anchors (or proposals) positive / negative / neutral against ground truth.
 
     Faster R-CNN, Sec. 3.1.2: an anchor is positive (1) if its IoU with some ground-truth box is
-    at least ``positive_iou``, or if it is the anchor with the highest IoU for some ground-truth
-    box (ties included, so every object gets at least one positive anchor, provided some anchor
-    overlaps it at all); negative (0) if its IoU with every ground-truth box is below
-    ``negative_iou``; neutral (-1, ignored by the loss) otherwise. Fast R-CNN's RoI labelling is
-    the same call with ``positive_iou=0.5, negative_iou=0.5`` (its [0.1, 0.5) background range
-    is a variant).
+    at least ``positive_iou``, or (``force_best``) if it is the anchor with the highest IoU for
+    some ground-truth box (ties included, so every object gets at least one positive anchor,
+    provided some anchor overlaps it at all); negative (0) if its IoU with every ground-truth
+    box is below ``negative_iou``; neutral (-1, ignored by the loss) otherwise. Fast R-CNN's RoI
+    labelling is the same call with ``positive_iou=negative_iou=0.5, force_best=False``.
 
-    Ground-truth rows of zero area (the scene generator's padding) are ignored; with no
-    ground truth every anchor is negative.
+    Batched and in-graph (``keras.ops``); NumPy inputs give NumPy outputs.
 
     Args:
-        anchors: ``(N, 4)`` xyxy anchors.
-        gt_boxes: ``(M, 4)`` xyxy ground-truth boxes (M may be 0, padding allowed).
+        anchors: ``(N, 4)`` xyxy anchors shared by the batch, or ``(B, N, 4)``.
+        gt_boxes: ``(B, M, 4)`` xyxy ground-truth boxes, or ``(M, 4)`` for one image (then
+            ``anchors`` is ``(N, 4)`` and the outputs have no batch axis). ``M`` may be 0.
+        gt_valid: bool ``(B, M)`` (False for padding rows); default: rows of positive area.
         positive_iou: IoU from which an anchor is positive.
         negative_iou: IoU below which an anchor is negative (``<= positive_iou``).
+        force_best: make the best anchor(s) of each object positive.
 
     Returns:
-        ``labels`` int32 ``(N,)`` in {1, 0, -1} and ``matched`` int32 ``(N,)``: the index (into
-        ``gt_boxes``) of the ground truth each anchor is matched to (largest IoU; for forced
-        positives the object that forced it), -1 when there is no ground truth.
+        ``labels`` int32 ``(B, N)`` in {1, 0, -1}; ``matched`` int32 ``(B, N)``: the index into
+        ``gt_boxes`` of the object each anchor is matched to (largest IoU; for a forced positive
+        the first object that forced it), -1 when the image has no object; ``max_iou``
+        ``(B, N)`` the largest IoU (0 without objects).
     """
+    from keras import ops
+
     if not 0.0 <= negative_iou <= positive_iou <= 1.0:
         raise ValueError(
             f"need 0 <= negative_iou <= positive_iou <= 1, got negative_iou={negative_iou}, "
             f"positive_iou={positive_iou}."
         )
-    anchors = np.asarray(anchors, np.float32).reshape(-1, 4)
-    gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
-    n = len(anchors)
-    labels = np.zeros(n, np.int32)
-    matched = np.full(n, -1, np.int32)
-    valid = np.flatnonzero(geometry.box_area(gt_boxes) > 0)
-    if n == 0 or valid.size == 0:
-        return labels, matched
-    iou = geometry.pairwise_iou(anchors, gt_boxes[valid])  # (N, V)
-    best = iou.argmax(axis=1)
-    best_iou = iou[np.arange(n), best]
-    matched[:] = valid[best]
-    labels[:] = -1
-    labels[best_iou < negative_iou] = 0
-    labels[best_iou >= positive_iou] = 1
-    # the best anchor(s) of each object, whatever their IoU (as long as it is not zero)
-    per_gt_best = iou.max(axis=0)  # (V,)
-    forced_anchor, forced_gt = np.nonzero((iou == per_gt_best[None]) & (per_gt_best[None] > 0))
-    labels[forced_anchor] = 1
-    matched[forced_anchor] = valid[forced_gt]
-    return labels, matched
+    as_numpy = geometry.xp(anchors, gt_boxes, gt_valid) is np
+    one_image = len(ops.shape(gt_boxes)) == 2
+    gt_boxes = ops.reshape(ops.cast(gt_boxes, "float32"), (-1, ops.shape(gt_boxes)[-2], 4)
+                           if not one_image else (1, -1, 4))
+    if gt_valid is None:
+        gt_valid = geometry.box_area(gt_boxes) > 0
+    rois = ops.cast(anchors, "float32")
+    if rois.shape[-2] == 0:  # no anchors: nothing to label (keras.ops has no empty argmax)
+        empty = np.zeros((int(ops.shape(gt_boxes)[0]), 0), np.int32)
+        outputs = empty, empty, empty.astype(np.float32)
+        return tuple(t[0] for t in outputs) if one_image else outputs
+    if len(rois.shape) == 2:
+        rois = ops.broadcast_to(rois[None], (ops.shape(gt_boxes)[0],) + tuple(rois.shape))
+    iou = geometry.elementwise_iou(rois[:, :, None, :], gt_boxes[:, None, :, :])  # (B, N, M)
+    valid = ops.reshape(ops.cast(gt_valid, "bool"), (ops.shape(gt_boxes)[0], 1, -1))
+    # a last "no object" column of IoU -1 keeps max and argmax defined when M = 0
+    iou = ops.pad(ops.where(valid, iou, -1.0), [[0, 0], [0, 0], [0, 1]], constant_values=-1.0)
+    valid = ops.pad(valid, [[0, 0], [0, 0], [0, 1]], constant_values=False)
+    max_iou = ops.max(iou, axis=-1)
+    matched = ops.where(ops.any(valid, axis=-1), ops.cast(ops.argmax(iou, axis=-1), "int32"), -1)
+    labels = ops.where(max_iou >= positive_iou, 1, ops.where(max_iou < negative_iou, 0, -1))
+    if force_best:
+        # the best anchor(s) of each object, whatever their IoU (as long as it is not zero)
+        per_gt = ops.max(ops.pad(iou, [[0, 0], [0, 1], [0, 0]], constant_values=-1.0), axis=1,
+                         keepdims=True)  # (B, 1, M + 1); the extra row keeps N = 0 defined
+        forced = (iou == per_gt) & (per_gt > 0) & valid  # (B, N, M + 1)
+        is_forced = ops.any(forced, axis=-1)
+        labels = ops.where(is_forced, 1, labels)
+        matched = ops.where(is_forced, ops.cast(ops.argmax(ops.cast(forced, "float32"), -1),
+                                                "int32"), matched)
+    outputs = ops.cast(labels, "int32"), ops.cast(matched, "int32"), ops.maximum(max_iou, 0.0)
+    if one_image:
+        outputs = tuple(t[0] for t in outputs)
+    return tuple(ops.convert_to_numpy(t) for t in outputs) if as_numpy else outputs
 
 
-def sample_balanced(labels, num_samples: int, positive_fraction: float = 0.5, rng=None):
-    """A balanced mini-batch of anchors / RoIs: the rest is set to -1 (ignored).
+def sample_balanced(labels, num_samples: int, positive_fraction: float = 0.5, seed=None):
+    """A balanced mini-batch of anchors / RoIs per image, in-graph: ``num_samples`` picks.
 
     Faster R-CNN samples 256 anchors per image with up to half positives, padding with
     negatives when there are fewer positives; Fast R-CNN samples RoIs with 25% positives.
+    Positives first (a random subset of at most ``round(num_samples * positive_fraction)``),
+    then random negatives; when both run out the remaining picks are ignored entries.
 
     Args:
-        labels: int ``(N,)`` with 1 (positive), 0 (negative), -1 (ignored).
-        num_samples: mini-batch size (at most; fewer when there are not enough anchors).
+        labels: int ``(B, N)`` with 1 (positive), 0 (negative), -1 (ignored).
+        num_samples: picks per image (lowered to ``N`` when there are fewer entries).
         positive_fraction: largest fraction of positives, in [0, 1].
-        rng: a ``numpy.random.Generator`` (or a seed); ``None`` gives a fresh unseeded one.
+        seed: a ``keras.random.SeedGenerator`` or an int.
 
     Returns:
-        int32 ``(N,)``: a copy of ``labels`` with the anchors left out of the sample set to -1.
+        ``indices`` int32 ``(B, num_samples)`` into ``labels`` and ``sampled_labels`` int32
+        ``(B, num_samples)`` (1 / 0, or -1 for a pick that is neither and must be ignored).
     """
+    import keras
+    from keras import ops
+
     if not 0.0 <= positive_fraction <= 1.0:
         raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction!r}.")
-    if int(num_samples) < 0:
-        raise ValueError(f"num_samples must be >= 0, got {num_samples!r}.")
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    labels = np.asarray(labels, np.int32).reshape(-1)
-    out = np.full_like(labels, -1)
-    positives = np.flatnonzero(labels == 1)
-    negatives = np.flatnonzero(labels == 0)
-    num_pos = min(len(positives), int(round(num_samples * positive_fraction)))
-    num_neg = min(len(negatives), int(num_samples) - num_pos)
-    out[rng.choice(positives, num_pos, replace=False)] = 1
-    out[rng.choice(negatives, num_neg, replace=False)] = 0
-    return out
+    if int(num_samples) < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples!r}.")
+    labels = ops.cast(labels, "int32")
+    num_samples = min(int(num_samples), int(labels.shape[-1]))
+    noise = keras.random.uniform(ops.shape(labels), seed=seed)
+    positive = labels == 1
+    # the rank of every positive among positives, in random order
+    pos_noise = ops.where(positive, noise, -1.0)
+    order = ops.argsort(-pos_noise, axis=-1)
+    rank = ops.argsort(order, axis=-1)
+    max_pos = int(round(num_samples * positive_fraction))
+    keep_pos = positive & (rank < max_pos)
+    priority = ops.where(keep_pos, 2.0 + noise, ops.where(labels == 0, 1.0 + noise, noise - 1.0))
+    _, indices = ops.top_k(priority, num_samples)
+    picked = ops.take_along_axis(priority, indices, axis=-1)
+    picked_labels = ops.take_along_axis(labels, indices, axis=-1)
+    sampled = ops.where(picked >= 2.0, 1, ops.where(picked >= 1.0, 0, -1))
+    sampled = ops.where((sampled == 1) & (picked_labels != 1), -1, sampled)
+    return ops.cast(indices, "int32"), ops.cast(sampled, "int32")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bestiary_keras.augment import flip_boxes
 from bestiary_keras.batching import fixed_tf_data_options
 from bestiary_keras.datasets import make_scenes
 
@@ -20,7 +21,6 @@ __all__ = [
     "SPLIT_SEEDS",
     "detection_scenes",
     "pad_boxes",
-    "flip_boxes",
     "detection_dataset",
 ]
 
@@ -63,6 +63,8 @@ def detection_scenes(num_images: int, split: str = "train", **overrides):
 def pad_boxes(boxes_per_image, max_boxes: int | None = None):
     """A list of ``(P_i, 4)`` box arrays (e.g. proposals) -> ``(N, P, 4)`` and a bool mask.
 
+    ``keras.utils.pad_sequences`` at the end of each list (keeping the first ``P`` boxes).
+
     Args:
         boxes_per_image: list of ``(P_i, 4)`` arrays (``P_i`` may be 0).
         max_boxes: ``P`` (keeps the first ``P`` of each image); default: the largest ``P_i``.
@@ -70,33 +72,20 @@ def pad_boxes(boxes_per_image, max_boxes: int | None = None):
     Returns:
         ``(boxes float32 (N, P, 4), valid bool (N, P))``, zeros where padded.
     """
+    import keras
+
     boxes_per_image = [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes_per_image]
     if max_boxes is None:
         max_boxes = max([len(b) for b in boxes_per_image] + [1])
     if int(max_boxes) < 1:
         raise ValueError(f"max_boxes must be >= 1, got {max_boxes!r}.")
-    out = np.zeros((len(boxes_per_image), int(max_boxes), 4), np.float32)
-    valid = np.zeros((len(boxes_per_image), int(max_boxes)), bool)
-    for i, b in enumerate(boxes_per_image):
-        b = b[: int(max_boxes)]
-        out[i, : len(b)] = b
-        valid[i, : len(b)] = True
-    return out, valid
-
-
-def flip_boxes(boxes, width, valid=None):
-    """Mirror xyxy boxes left-right in an image of ``width`` pixels (padding stays zero).
-
-    Works on NumPy arrays and tensors.
-    """
-    from keras import ops
-
-    xp = np if isinstance(boxes, np.ndarray) else ops
-    flipped = xp.stack([width - boxes[..., 2], boxes[..., 1], width - boxes[..., 0],
-                        boxes[..., 3]], axis=-1)
-    if valid is None:
-        valid = (boxes[..., 2] - boxes[..., 0]) > 0
-    return xp.where(valid[..., None], flipped, boxes)
+    counts = np.minimum([len(b) for b in boxes_per_image] + [0], int(max_boxes))[:-1]
+    if not counts.any():  # pad_sequences cannot tell the box shape from empty lists
+        return (np.zeros((len(counts), int(max_boxes), 4), np.float32),
+                np.zeros((len(counts), int(max_boxes)), bool))
+    boxes = keras.utils.pad_sequences(boxes_per_image, maxlen=int(max_boxes), dtype="float32",
+                                      padding="post", truncating="post", value=0.0)
+    return boxes, np.arange(int(max_boxes))[None, :] < counts[:, None]
 
 
 def detection_dataset(scenes, batch_size: int, *, proposals=None, shuffle: bool = True,

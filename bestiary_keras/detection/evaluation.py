@@ -261,7 +261,7 @@ def proposal_recall(proposals, gt_boxes, iou_threshold: float = 0.5, top_k=None)
 
 
 def pad_detections(detections, min_score: float = 0.0, max_boxes: int | None = None):
-    """Per-image detections -> padded arrays for ``plotting.show_scenes``.
+    """Per-image detections -> padded arrays for ``figures.show_scenes``.
 
     Args:
         detections: per image ``(boxes, scores, classes)``.

@@ -46,8 +46,6 @@ __all__ = [
     "fast_rcnn_loss",
     "backbone",
     "detection_head",
-    "ops_assign",
-    "ops_sample",
     "sample_rois",
     "postprocess",
     "detections_to_list",
@@ -340,72 +338,6 @@ def detection_head(pooled_shape, num_classes: int, fc_units=(256, 256), name="he
 
 
 # ----------------------------------------------------------------------------- in-graph targets
-def ops_assign(rois, gt_boxes, gt_valid, positive_iou, negative_iou, force_best=True):
-    """``boxes.assign_anchors`` batched and in-graph (``keras.ops``).
-
-    Args:
-        rois: ``(B, N, 4)`` or ``(N, 4)`` (shared anchors); gt_boxes ``(B, M, 4)``; gt_valid bool
-            ``(B, M)`` (padding is False).
-        positive_iou, negative_iou, force_best: as in ``assign_anchors`` (``force_best`` makes
-            the best anchor of each object positive).
-
-    Returns:
-        ``labels`` int32 ``(B, N)`` in {1, 0, -1}, ``matched`` int32 ``(B, N)`` (0 when no object),
-        ``max_iou`` ``(B, N)``.
-    """
-    gt_boxes = ops.cast(gt_boxes, "float32")
-    rois = ops.cast(rois, "float32")
-    if len(rois.shape) == 2:
-        rois = ops.broadcast_to(rois[None], (ops.shape(gt_boxes)[0],) + tuple(rois.shape))
-    iou = geometry.ops_elementwise_iou(rois[:, :, None, :], gt_boxes[:, None, :, :])  # (B,N,M)
-    valid = ops.cast(gt_valid, "bool")[:, None, :]
-    iou = ops.where(valid, iou, -1.0)
-    max_iou = ops.max(iou, axis=-1)
-    matched = ops.cast(ops.argmax(iou, axis=-1), "int32")
-    labels = ops.where(max_iou >= positive_iou, 1, ops.where(max_iou < negative_iou, 0, -1))
-    if force_best:
-        per_gt = ops.max(iou, axis=1, keepdims=True)  # (B, 1, M)
-        forced = (iou == per_gt) & (per_gt > 0) & valid  # (B, N, M)
-        is_forced = ops.any(forced, axis=-1)
-        labels = ops.where(is_forced, 1, labels)
-        matched = ops.where(is_forced, ops.cast(ops.argmax(ops.cast(forced, "float32"), -1),
-                                                "int32"), matched)
-    return ops.cast(labels, "int32"), matched, ops.maximum(max_iou, 0.0)
-
-
-def ops_sample(labels, num_samples: int, positive_fraction: float, seed=None):
-    """``boxes.sample_balanced`` batched and in-graph: pick ``num_samples`` per row.
-
-    Positives first (a random subset of at most ``round(num_samples * positive_fraction)``),
-    then random negatives; when both run out the remaining picks are ignored entries.
-
-    Args:
-        labels: int ``(B, N)`` with 1 / 0 / -1; num_samples: picks per row (``<= N``);
-        positive_fraction: largest fraction of positives; seed: a ``keras.random.SeedGenerator``.
-
-    Returns (with ``num_samples`` lowered to ``N`` when there are fewer entries):
-        ``indices`` int32 ``(B, num_samples)`` and ``sampled_labels`` int32 ``(B, num_samples)``
-        (1 / 0, or -1 for a pick that is neither and must be ignored).
-    """
-    labels = ops.cast(labels, "int32")
-    num_samples = min(int(num_samples), int(labels.shape[-1]))
-    noise = keras.random.uniform(ops.shape(labels), seed=seed)
-    positive = labels == 1
-    # the rank of every positive among positives, in random order
-    pos_noise = ops.where(positive, noise, -1.0)
-    order = ops.argsort(-pos_noise, axis=-1)
-    rank = ops.argsort(order, axis=-1)
-    max_pos = int(round(num_samples * positive_fraction))
-    keep_pos = positive & (rank < max_pos)
-    priority = ops.where(keep_pos, 2.0 + noise, ops.where(labels == 0, 1.0 + noise, noise - 1.0))
-    _, indices = ops.top_k(priority, num_samples)
-    picked = ops.take_along_axis(priority, indices, axis=-1)
-    picked_labels = ops.take_along_axis(labels, indices, axis=-1)
-    sampled = ops.where(picked >= 2.0, 1, ops.where(picked >= 1.0, 0, -1))
-    sampled = ops.where((sampled == 1) & (picked_labels != 1), -1, sampled)
-    return ops.cast(indices, "int32"), ops.cast(sampled, "int32")
-
-
 def sample_rois(proposals, proposal_valid, gt_boxes, gt_labels, num_rois: int,
                 positive_fraction: float = 0.25, foreground_iou: float = 0.5, seed=None,
                 add_ground_truth: bool = True):
@@ -433,12 +365,13 @@ def sample_rois(proposals, proposal_valid, gt_boxes, gt_labels, num_rois: int,
     if add_ground_truth:
         candidates = ops.concatenate([candidates, gt_boxes], axis=1)
         cand_valid = ops.concatenate([cand_valid, gt_valid], axis=1)
-    labels, matched, _ = ops_assign(candidates, gt_boxes, gt_valid, foreground_iou,
-                                    foreground_iou, force_best=False)
+    labels, matched, _ = box_utils.assign_anchors(
+        candidates, gt_boxes, gt_valid, positive_iou=foreground_iou,
+        negative_iou=foreground_iou, force_best=False)
     labels = ops.where(cand_valid, labels, -1)
-    indices, sampled = ops_sample(labels, num_rois, positive_fraction, seed)
+    indices, sampled = box_utils.sample_balanced(labels, num_rois, positive_fraction, seed)
     rois = ops.take_along_axis(candidates, indices[..., None], axis=1)
-    matched = ops.take_along_axis(matched, indices, axis=1)
+    matched = ops.maximum(ops.take_along_axis(matched, indices, axis=1), 0)  # -1: no object
     object_boxes = ops.take_along_axis(gt_boxes, matched[..., None], axis=1)
     object_labels = ops.take_along_axis(ops.cast(gt_labels, "int32"), matched, axis=1)
     class_ids = ops.where(sampled == 1, object_labels + 1, sampled)
@@ -456,7 +389,7 @@ def postprocess(rois, class_logits, box_deltas, image_size, score_threshold=0.05
 
     Each RoI gives one box per class (its offsets ``t^k`` decoded on the RoI) scored by the
     soft-max probability of that class; boxes of each class are suppressed separately (NMS at
-    0.3 as in Fast R-CNN's test code) with ``tf.image.combined_non_max_suppression``.
+    0.3 as in Fast R-CNN's test code) by ``boxes.non_max_suppression``.
 
     Args:
         rois: ``(B, R, 4)``; class_logits ``(B, R, K + 1)``; box_deltas ``(B, R, K, 4)``.
@@ -468,22 +401,15 @@ def postprocess(rois, class_logits, box_deltas, image_size, score_threshold=0.05
         ``boxes (B, D, 4)``, ``scores (B, D)``, ``classes (B, D)`` (int, object class ``k``),
         ``count (B,)`` (valid detections first, the rest is padding).
     """
-    import tensorflow as tf
-
     probs = ops.softmax(class_logits, axis=-1)[..., 1:]  # (B, R, K)
     if roi_valid is not None:
         probs = probs * ops.cast(roi_valid, probs.dtype)[..., None]
     boxes = box_utils.decode_boxes(box_deltas, ops.cast(rois, "float32")[:, :, None, :],
                                    BOX_VARIANCES)
-    boxes = box_utils.clip_boxes(boxes, image_size)
-    yxyx = ops.stack([boxes[..., 1], boxes[..., 0], boxes[..., 3], boxes[..., 2]], axis=-1)
-    nmsed = tf.image.combined_non_max_suppression(
-        yxyx, probs, max_output_size_per_class=max_detections, max_total_size=max_detections,
-        iou_threshold=iou_threshold, score_threshold=score_threshold, clip_boxes=False)
-    b = nmsed.nmsed_boxes
-    out_boxes = ops.stack([b[..., 1], b[..., 0], b[..., 3], b[..., 2]], axis=-1)
-    classes = ops.cast(nmsed.nmsed_classes, "int32")
-    return out_boxes, nmsed.nmsed_scores, classes, nmsed.valid_detections
+    boxes = geometry.clip_boxes(boxes, image_size)
+    return box_utils.non_max_suppression(boxes, probs, iou_threshold=iou_threshold,
+                                         max_output=max_detections,
+                                         score_threshold=score_threshold)
 
 
 def detections_to_list(boxes, scores, classes, count):

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from bestiary_keras import geometry
 from bestiary_keras.detection import boxes as box_utils
 from bestiary_keras.detection.fast_rcnn import (
     BOX_VARIANCES,
@@ -33,8 +34,6 @@ from bestiary_keras.detection.fast_rcnn import (
     detection_head,
     detections_to_list,
     fast_rcnn_loss,
-    ops_assign,
-    ops_sample,
     postprocess,
     sample_rois,
     smooth_l1,
@@ -128,13 +127,16 @@ def rpn_targets(anchors, gt_boxes, gt_labels, num_samples=256, positive_fraction
         ``labels`` int32 ``(B, N)`` (1 / 0 sampled, -1 otherwise), ``targets`` ``(B, N, 4)``.
     """
     gt_boxes = ops.cast(gt_boxes, "float32")
-    labels, matched, _ = ops_assign(anchors, gt_boxes, gt_labels >= 0, positive_iou, negative_iou)
-    indices, sampled = ops_sample(labels, num_samples, positive_fraction, seed)
+    labels, matched, _ = box_utils.assign_anchors(anchors, gt_boxes, gt_labels >= 0,
+                                                  positive_iou=positive_iou,
+                                                  negative_iou=negative_iou)
+    indices, sampled = box_utils.sample_balanced(labels, num_samples, positive_fraction, seed)
     # scatter the sampled labels back over all anchors (-1 elsewhere)
     num_anchors = labels.shape[-1]
     hits = ops.one_hot(indices, num_anchors)  # (B, S, N)
     chosen = ops.sum(hits * ops.cast(sampled >= 0, "float32")[..., None], axis=1) > 0
     labels = ops.where(chosen, labels, -1)
+    matched = ops.maximum(matched, 0)  # -1 (no object) only where no anchor is positive
     objects = ops.take_along_axis(gt_boxes, matched[..., None], axis=1)  # (B, N, 4)
     anchors_b = ops.broadcast_to(ops.cast(anchors, "float32")[None], ops.shape(objects))
     positive = (labels == 1)[..., None]
@@ -160,30 +162,17 @@ def propose(anchors, logits, deltas, image_size, pre_nms: int = 200, post_nms: i
         ``valid`` bool ``(B, post_nms)``: fewer than ``post_nms`` may survive, the rest is
         zero padding.
     """
-    import tensorflow as tf
-
     pre_nms = min(int(pre_nms), int(anchors.shape[0]))
     boxes = box_utils.decode_boxes(deltas, ops.cast(anchors, "float32")[None], BOX_VARIANCES)
-    boxes = box_utils.clip_boxes(boxes, image_size)
+    boxes = geometry.clip_boxes(boxes, image_size)
     scores = ops.sigmoid(logits)
     scores = ops.where(box_utils.valid_boxes(boxes, min_size), scores, -1.0)
     top_scores, top = ops.top_k(scores, pre_nms)
     top_boxes = ops.take_along_axis(boxes, top[..., None], axis=1)
-
-    def one_image(args):
-        b, s = args
-        keep = tf.image.non_max_suppression(tf.gather(b, [1, 0, 3, 2], axis=1), s, post_nms,
-                                            iou_threshold, score_threshold=0.0)
-        n = tf.shape(keep)[0]
-        return tf.pad(keep, [[0, post_nms - n]]), n
-
-    keep, count = tf.map_fn(one_image, (top_boxes, top_scores),
-                            fn_output_signature=(tf.int32, tf.int32))
+    proposals, proposal_scores, _, count = box_utils.non_max_suppression(
+        top_boxes, top_scores[..., None], iou_threshold=iou_threshold, max_output=post_nms,
+        score_threshold=0.0)
     valid = ops.arange(post_nms)[None, :] < count[:, None]
-    proposals = ops.take_along_axis(top_boxes, keep[..., None], axis=1)
-    proposal_scores = ops.take_along_axis(top_scores, keep, axis=1)
-    proposals = ops.where(valid[..., None], proposals, 0.0)
-    proposal_scores = ops.where(valid, proposal_scores, 0.0)
     return proposals, proposal_scores, valid
 
 

@@ -27,13 +27,13 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from bestiary_keras.augment import flip_boxes
 from bestiary_keras.batching import SeededBatches
+from bestiary_keras.detection import boxes as box_utils
 from bestiary_keras.detection import faster_rcnn as frcnn
-from bestiary_keras.detection.data import flip_boxes
 from bestiary_keras.detection.fast_rcnn import (
     RoIMaxPooling,
     fast_rcnn_loss,
-    ops_assign,
     postprocess,
     sample_rois,
 )
@@ -281,8 +281,10 @@ class MaskRCNN(frcnn.FasterRCNN):
         # sample_rois puts the foreground first: the mask branch sees only those slots
         slots = int(round(self.rois_per_image * self.positive_fraction))
         pos_rois, pos_ids = rois[:, :slots], class_ids[:, :slots]
-        _, matched, _ = ops_assign(pos_rois, data["boxes"], data["labels"] >= 0, 0.5, 0.5,
-                                   force_best=False)
+        _, matched, _ = box_utils.assign_anchors(pos_rois, data["boxes"], data["labels"] >= 0,
+                                                 positive_iou=0.5, negative_iou=0.5,
+                                                 force_best=False)
+        matched = ops.maximum(matched, 0)  # -1 (no object in the image): any mask, unused
         y = mask_targets(data["masks"], pos_rois, matched, self.mask_size)
         l_mask = mask_loss(pos_ids, y, self.mask_logits(fine, pos_rois, training), self.softmax)
         loss = loss_rpn + loss_head + self.mask_lambda * l_mask

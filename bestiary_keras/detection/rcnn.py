@@ -20,6 +20,7 @@ import time
 
 import keras
 import numpy as np
+from scipy import special
 from keras import layers
 
 from bestiary_keras import geometry
@@ -331,8 +332,7 @@ class RCNN:
             x = self.scalers.transform(fc7)
             scores = np.stack([svm.decision_function(x) for svm in self.svms], axis=1)
         else:
-            z = logits - logits.max(axis=1, keepdims=True)
-            scores = (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True))[:, 1:]
+            scores = special.softmax(logits, axis=1)[:, 1:]
         out = np.repeat(np.asarray(boxes, np.float32)[:, None], self.num_classes, axis=1)
         for k, reg in enumerate(self.regressors):
             if reg is not None and use_regression:
@@ -369,13 +369,13 @@ class RCNN:
         out = []
         for i in range(len(images)):
             rows = np.flatnonzero(index == i)
-            s = scores[rows].reshape(-1)
-            b = box_utils.clip_boxes(regressed[rows].reshape(-1, 4), size)
-            c = np.tile(np.arange(self.num_classes), len(rows))
-            ok = (s > score_threshold) & box_utils.valid_boxes(b)
-            s, b, c = s[ok], b[ok], c[ok]
-            keep = box_utils.batched_nms(b, s, c, iou_threshold, max_detections)
-            out.append((b[keep], s[keep], c[keep]))
+            b = geometry.clip_boxes(regressed[rows], size)  # (R_i, K, 4): a box per class
+            s = np.where(box_utils.valid_boxes(b), scores[rows], -np.inf)
+            b, s, c, count = box_utils.non_max_suppression(
+                b[None], s[None], iou_threshold=iou_threshold, max_output=max_detections,
+                score_threshold=score_threshold)
+            count = int(count[0])
+            out.append((b[0, :count], s[0, :count], c[0, :count]))
         if timings is not None:
             timings["cnn"] = timings.get("cnn", 0.0) + t1 - t0
             timings["rest"] = timings.get("rest", 0.0) + time.perf_counter() - t1

@@ -35,7 +35,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from bestiary_keras import geometry
+from bestiary_keras import augment, geometry
 from bestiary_keras.batching import fixed_tf_data_options
 from bestiary_keras.detection import boxes as box_ops
 
@@ -54,10 +54,7 @@ __all__ = [
     "decode_yolo_v1",
     "detections_from_scores",
     "yolo_v1_detections",
-    "pad_detections",
     "class_probability_map",
-    "flip_scenes",
-    "resize_scenes",
     "YoloBatches",
     "show_grid",
 ]
@@ -446,7 +443,7 @@ def yolo_v1_loss_terms(y_true, y_pred, *, boxes_per_cell: int, num_classes: int,
     true_probs = y_true[..., 5:]
 
     # the responsible predictor: the highest IoU with the ground truth in its cell
-    iou = geometry.ops_elementwise_iou(_cell_boxes_to_xyxy(pred_xy, pred_wh, grid_size),
+    iou = geometry.elementwise_iou(_cell_boxes_to_xyxy(pred_xy, pred_wh, grid_size),
                                        _cell_boxes_to_xyxy(true_xy, true_wh, grid_size))
     iou = ops.stop_gradient(iou)  # (N, S, S, B)
     best = ops.one_hot(ops.argmax(iou, axis=-1), b)
@@ -525,7 +522,7 @@ def decode_yolo_v1(predictions, image_size: int, *, boxes_per_cell: int, num_cla
     centre = (pred[..., 0:2] + offsets) / s * image_size
     size = pred[..., 2:4] * image_size
     xyxy = np.concatenate([centre - size / 2.0, centre + size / 2.0], axis=-1)
-    xyxy = box_ops.clip_boxes(xyxy.reshape(n, -1, 4), image_size)
+    xyxy = geometry.clip_boxes(xyxy.reshape(n, -1, 4), image_size)
     probs = np.repeat(predictions[..., 5 * b:].reshape(n, s * s, 1, c), b, axis=2)
     return xyxy, pred[..., 4].reshape(n, -1), probs.reshape(n, -1, c)
 
@@ -535,8 +532,8 @@ def detections_from_scores(boxes, scores, *, score_threshold: float = 0.05,
     """Per-class NMS on class-specific scores, for one image.
 
     Every box is a candidate for every class with score ``scores[box, class]``; candidates
-    under ``score_threshold`` are dropped, then ``batched_nms`` suppresses duplicates within
-    each class.
+    not above ``score_threshold`` are dropped, then ``boxes.non_max_suppression`` suppresses
+    duplicates within each class.
 
     Args:
         boxes: ``(P, 4)`` xyxy pixel boxes.
@@ -547,16 +544,12 @@ def detections_from_scores(boxes, scores, *, score_threshold: float = 0.05,
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     scores = np.asarray(scores, np.float32)
-    num_classes = scores.shape[-1]
-    scores = scores.reshape(len(boxes), num_classes)
-    box_index, classes = np.nonzero(scores > score_threshold)
-    if len(box_index) == 0:
-        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32)
-    cand_boxes = boxes[box_index]
-    cand_scores = scores[box_index, classes]
-    keep = box_ops.batched_nms(cand_boxes, cand_scores, classes.astype(np.int32),
-                               iou_threshold=iou_threshold, max_output=max_detections)
-    return cand_boxes[keep], cand_scores[keep], classes[keep].astype(np.int32)
+    scores = scores.reshape(len(boxes), scores.shape[-1])
+    out_boxes, out_scores, classes, count = box_ops.non_max_suppression(
+        boxes[None], scores[None], iou_threshold=iou_threshold, max_output=max_detections,
+        score_threshold=score_threshold)
+    count = int(count[0])
+    return out_boxes[0, :count], out_scores[0, :count], classes[0, :count]
 
 
 def yolo_v1_detections(predictions, image_size: int, *, boxes_per_cell: int, num_classes: int,
@@ -585,26 +578,6 @@ def yolo_v1_detections(predictions, image_size: int, *, boxes_per_cell: int, num
             for i in range(len(xyxy))]
 
 
-def pad_detections(detections, min_score: float = 0.0):
-    """Per-image detections -> padded arrays for ``plotting.show_scenes``.
-
-    Args:
-        detections: list of ``(boxes (K, 4), scores (K,), classes (K,))``.
-        min_score: detections scoring below it are left out.
-
-    Returns:
-        ``(boxes (N, K_max, 4), labels (N, K_max) with -1 padding, scores (N, K_max))``.
-    """
-    kept = [(b[s >= min_score], s[s >= min_score], c[s >= min_score]) for b, s, c in detections]
-    width = max([len(s) for _, s, _ in kept] + [1])
-    boxes = np.zeros((len(kept), width, 4), np.float32)
-    labels = np.full((len(kept), width), -1, np.int32)
-    scores = np.zeros((len(kept), width), np.float32)
-    for i, (b, s, c) in enumerate(kept):
-        boxes[i, : len(s)], labels[i, : len(s)], scores[i, : len(s)] = b, c, s
-    return boxes, labels, scores
-
-
 def class_probability_map(predictions, *, boxes_per_cell: int, num_classes: int) -> np.ndarray:
     """The most likely class of every cell, ``(N, S, S)`` int (the paper's coloured grid, Fig. 2)."""
     predictions = np.asarray(keras.ops.convert_to_numpy(predictions))
@@ -613,55 +586,6 @@ def class_probability_map(predictions, *, boxes_per_cell: int, num_classes: int)
 
 
 # ----------------------------------------------------------------------------- data
-def flip_scenes(images, boxes, *, horizontal: bool = False, vertical: bool = False,
-                transpose: bool = False):
-    """Flips (and/or transposes) square images and their xyxy pixel boxes together.
-
-    The eight combinations are the symmetries of the square; our shapes keep their class under
-    all of them, so they are label-preserving augmentations. Padding rows (all-zero boxes) stay
-    all-zero only where the caller masks them by label; their coordinates are not used.
-
-    Args:
-        images: ``(N, H, W, 3)`` with ``H == W``.
-        boxes: ``(N, M, 4)`` xyxy pixel boxes.
-        horizontal, vertical: mirror left-right / top-bottom.
-        transpose: swap the x and y axes (applied first).
-
-    Returns:
-        ``(images, boxes)`` as new NumPy arrays.
-    """
-    images = np.asarray(images)
-    boxes = np.asarray(boxes, np.float32).copy()
-    size = images.shape[2]
-    if images.shape[1] != size:
-        raise ValueError(f"flip_scenes needs square images, got {images.shape[1]}x{size}.")
-    if transpose:
-        images = np.swapaxes(images, 1, 2)
-        boxes = boxes[..., [1, 0, 3, 2]]
-    if horizontal:
-        images = images[:, :, ::-1]
-        boxes[..., [0, 2]] = size - boxes[..., [2, 0]]
-    if vertical:
-        images = images[:, ::-1]
-        boxes[..., [1, 3]] = size - boxes[..., [3, 1]]
-    return np.ascontiguousarray(images), boxes
-
-
-def resize_scenes(images, boxes, size: int):
-    """Resizes square images (bilinear, ``cv2``) to ``size x size`` and scales their boxes."""
-    import cv2
-
-    images = np.asarray(images)
-    boxes = np.asarray(boxes, np.float32)
-    if images.shape[1] == size:
-        return images, boxes
-    scale = size / images.shape[1]
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = np.stack([cv2.resize(im, (size, size), interpolation=interpolation)
-                        for im in images])
-    return resized.reshape((len(images), size, size) + images.shape[3:]), boxes * scale
-
-
 class YoloBatches:
     """Training batches for YOLO and YOLOv2: augmentation, multi-scale, target encoding.
 
@@ -726,9 +650,10 @@ class YoloBatches:
         images, boxes, labels = self.images[pick], self.boxes[pick], self.labels[pick]
         if self.augment:
             h, v, t = rng.integers(0, 2, 3).astype(bool)
-            images, boxes = flip_scenes(images, boxes, horizontal=h, vertical=v, transpose=t)
+            images, boxes = augment.flip_scenes(images, boxes, horizontal=h, vertical=v,
+                                                transpose=t)
         size = self.size_at(step)
-        images, boxes = resize_scenes(images, boxes, size)
+        images, boxes = augment.resize_scenes(images, boxes, size)
         return images.astype(np.float32), self.encode(boxes, labels, size)
 
     def dataset(self, start: int = 0):

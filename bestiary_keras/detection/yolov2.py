@@ -43,6 +43,7 @@ import math
 
 import keras
 import numpy as np
+from scipy import special
 from keras import layers, ops
 
 from bestiary_keras import geometry
@@ -513,12 +514,12 @@ def yolo_v2_loss_terms(y_true, y_pred, anchors, *, stride: int = 8, location: st
         true_uv = (true_centre - (cell + 0.5) * stride) / anchor_wh
     true_twh = ops.log(true_wh / anchor_wh)
 
-    iou = ops.stop_gradient(geometry.ops_elementwise_iou(pred_boxes, true_boxes))
+    iou = ops.stop_gradient(geometry.elementwise_iou(pred_boxes, true_boxes))
     # best IoU of every prediction with any object of its image (for the ignore rule)
     batch = ops.shape(y_pred)[0]
     flat_pred = ops.reshape(pred_boxes, (batch, -1, 1, 4))
     flat_true = ops.reshape(true_boxes, (batch, 1, -1, 4))
-    best_iou = ops.max(geometry.ops_elementwise_iou(flat_pred, flat_true), axis=-1)
+    best_iou = ops.max(geometry.elementwise_iou(flat_pred, flat_true), axis=-1)
     best_iou = ops.stop_gradient(ops.reshape(best_iou, ops.shape(responsible)))
     no_object = (1.0 - responsible) * ops.cast(best_iou < ignore_iou, "float32")
 
@@ -597,13 +598,11 @@ def decode_yolo_v2(predictions, anchors, *, stride: int = 8, location: str = "di
     boxes, _ = _decode_ops(predictions, _anchor_shapes(anchors), stride, location)
     n = len(predictions)
     size = predictions.shape[1] * stride if image_size is None else image_size
-    boxes = box_ops.clip_boxes(np.asarray(keras.ops.convert_to_numpy(boxes)).reshape(n, -1, 4),
-                               size)
-    objectness = 1.0 / (1.0 + np.exp(-predictions[..., 4].reshape(n, -1)))
-    logits = predictions[..., 5:].reshape(n, -1, predictions.shape[-1] - 5)
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=-1, keepdims=True)
+    boxes = geometry.clip_boxes(np.asarray(keras.ops.convert_to_numpy(boxes)).reshape(n, -1, 4),
+                                size)
+    objectness = special.expit(predictions[..., 4].reshape(n, -1))
+    probs = special.softmax(predictions[..., 5:].reshape(n, -1, predictions.shape[-1] - 5),
+                            axis=-1)
     return boxes, objectness, probs
 
 
