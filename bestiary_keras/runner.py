@@ -5,9 +5,10 @@
     bestiary run --profile default 01 02   # only some notebooks (by number or name)
     bestiary run --profile ci --write-back # also store the outputs in notebooks/ (for commits)
 
-Each notebook is executed top to bottom with nbclient in a fresh kernel whose environment
-carries ``BESTIARY_PROFILE``, ``BESTIARY_SEED``, ``BESTIARY_REPORT`` (a JSON-lines file that
-``bestiary_keras.runtime.report`` appends to) and ``BESTIARY_RUN_DIR``. Each run writes into its
+Each notebook is executed top to bottom with nbclient in a fresh kernel
+(``runner_execution.run_notebook``) whose environment carries ``BESTIARY_PROFILE``,
+``BESTIARY_SEED``, ``BESTIARY_REPORT`` (a JSON-lines file that ``bestiary_keras.runtime.report``
+appends to) and ``BESTIARY_RUN_DIR``. Each run writes into its
 own folder, ``results/<profile>-seed<seed>/`` (locked while it runs; a second run of the same
 profile and seed at once gets ``...-<pid>``): the executed notebooks, ``summary.md`` and
 ``summary.json`` (notebook, seconds, peak memory, headline metrics, pass/fail), rewritten
@@ -20,24 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import signal
 import sys
 import tempfile
-import threading
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from bestiary_keras import runtime
+from bestiary_keras.runner_execution import Interruption, NotebookResult, run_notebook
 
 __all__ = [
     "check_writable", "DEFAULT_MEMORY_LIMIT_MB", "default_notebooks_dir", "find_notebooks", "main",
-    "NotebookResult", "prepare_run_dir", "repository_root", "run", "run_notebook", "RunResults",
-    "SECTIONS", "select_notebooks", "summary_markdown", "write_summary",
+    "prepare_run_dir", "repository_root", "run", "RunResults", "SECTIONS", "select_notebooks",
+    "summary_markdown", "write_summary",
 ]
 
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 DEFAULT_MEMORY_LIMIT_MB = 3072.0
 """A notebook whose peak memory passes this is marked in the summary (a student's laptop)."""
 
@@ -99,95 +96,6 @@ def select_notebooks(paths: list[Path], wanted: list[str]) -> list[Path]:
     return sorted(chosen)
 
 
-@dataclass
-class NotebookResult:
-    notebook: str
-    section: str
-    status: str = "not run"  # pending | passed | failed | interrupted
-    seconds: float = 0.0
-    peak_memory_mb: float | None = None
-    metrics: list[dict] = field(default_factory=list)
-    error: str | None = None
-
-    def over_memory_budget(self, limit_mb: float | None) -> bool:
-        return bool(limit_mb) and self.peak_memory_mb is not None and self.peak_memory_mb > limit_mb
-
-    def headline(self) -> str:
-        shown = [m for m in self.metrics if m.get("headline")] or self.metrics[-1:]
-        return "; ".join(f"{m['name']} {m['value']:.3g}" for m in shown)
-
-
-class _PeakMemory:
-    """Samples the resident memory of a process and its children in a thread (psutil)."""
-
-    def __init__(self, interval: float = 0.5):
-        self.interval = interval
-        self.peak = 0
-        self._pid = None
-        self._stop = threading.Event()
-        self._thread = None
-
-    def watch(self, pid: int) -> None:
-        self._pid = pid
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            import psutil
-        except ImportError:  # pragma: no cover - psutil is a dependency
-            return
-        while not self._stop.is_set():
-            try:
-                proc = psutil.Process(self._pid)
-                rss = proc.memory_info().rss + sum(
-                    c.memory_info().rss for c in proc.children(recursive=True)
-                )
-                self.peak = max(self.peak, rss)
-            except Exception:
-                pass
-            self._stop.wait(self.interval)
-
-    def stop(self) -> float | None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=2)
-        return round(self.peak / 2**20, 1) if self.peak else None
-
-
-class _Interruption:
-    """Turns the first Ctrl-C (SIGINT) into an orderly stop: the kernel is shut down, the run's
-    summary marks what did not finish as ``interrupted`` and the command exits 130. A second
-    Ctrl-C stops at once."""
-
-    def __init__(self):
-        self.requested = False
-        self.kernel_pid: int | None = None
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
-
-    def _handle(self, signum, frame):
-        if self.requested:  # the second Ctrl-C: no more waiting
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nInterrupted: stopping the kernel and writing the summary "
-              "(Ctrl-C again to quit at once).", file=sys.stderr, flush=True)
-        if self.kernel_pid:
-            try:
-                os.kill(self.kernel_pid, signal.SIGKILL)  # nbclient then reports a dead kernel
-            except OSError:
-                pass
-
-
 def _write_atomically(path: Path, text: str) -> None:
     """Writes ``text`` to ``path`` through a temporary file in the same folder (never half a file)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -199,124 +107,6 @@ def _write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _error_line(exc: BaseException) -> str:
-    text = _ANSI_ESCAPE.sub("", str(exc))  # tracebacks carry terminal colours
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else type(exc).__name__
-
-
-def run_notebook(path: Path, out_dir: Path, *, profile: str, seed: int, timeout: int = 1800,
-                 progress=None, write_back: bool = False,
-                 interruption: _Interruption | None = None) -> NotebookResult:
-    """Executes one notebook in a fresh kernel and returns its result (never raises on failure).
-
-    ``out_dir`` is the run's own folder: the executed copy goes there, and the kernel reads
-    ``BESTIARY_RUN_DIR`` to find the results of the notebooks that ran before it.
-    """
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-
-    section = SECTIONS.get(path.name[:2], "")
-    result = NotebookResult(notebook=path.name, section=section)
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as exc:  # not JSON, not a notebook, unreadable: one failed row
-        result.status = "failed"
-        result.error = f"cannot read the notebook: {_error_line(exc)}"
-        return result
-    code_cells = sum(1 for c in nb.cells if c.cell_type == "code")
-    metrics_file = out_dir / f"{path.stem}.metrics.jsonl"
-    metrics_file.unlink(missing_ok=True)
-    memory = _PeakMemory()
-
-    saved_env = {k: os.environ.get(k) for k in (runtime.PROFILE_ENV, runtime.SEED_ENV,
-                 runtime.REPORT_ENV, runtime.RUN_DIR_ENV, "MPLBACKEND")}
-    os.environ[runtime.PROFILE_ENV] = profile
-    os.environ[runtime.SEED_ENV] = str(seed)
-    os.environ[runtime.REPORT_ENV] = str(metrics_file.resolve())
-    os.environ[runtime.RUN_DIR_ENV] = str(out_dir.resolve())
-    os.environ.pop("MPLBACKEND", None)  # the inline backend, so that figures are stored
-
-    done = {"cells": 0}
-
-    def on_cell_executed(cell, cell_index, execute_reply):
-        if cell.cell_type == "code":
-            done["cells"] += 1
-            if progress is not None:
-                progress.set_postfix_str(f"{path.stem}: cell {done['cells']}/{code_cells}")
-
-    def on_notebook_start(notebook):
-        pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
-        if pid:
-            memory.watch(pid)
-            if interruption is not None:
-                interruption.kernel_pid = pid
-                if interruption.requested:  # Ctrl-C came while the kernel was starting
-                    os.kill(pid, signal.SIGKILL)
-
-    client = NotebookClient(
-        nb,
-        on_notebook_start=on_notebook_start,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-        on_cell_executed=on_cell_executed,
-    )
-    start = time.perf_counter()
-    outcome: dict = {}
-
-    def execute():
-        try:
-            client.execute()
-        except BaseException as exc:  # handed to the main thread below
-            outcome["error"] = exc
-
-    # nbclient runs in a worker thread: in the main thread it would install its own SIGINT
-    # handler, whose clean-up races its own (nbclient 0.10/0.11: "assert self.km is not None").
-    # Here Ctrl-C reaches ``_Interruption``, which kills the kernel; nbclient then sees a dead
-    # kernel and cleans up in order.
-    worker = threading.Thread(target=execute, name=f"nbclient-{path.stem}", daemon=True)
-    try:
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.2)
-        error = outcome.get("error")
-        if error is None:
-            result.status = "passed"
-        elif isinstance(error, (CellExecutionError, CellTimeoutError, DeadKernelError,
-                                RuntimeError, AssertionError, OSError)):
-            result.status = "failed"
-            result.error = _error_line(error)
-        else:
-            raise error
-    finally:
-        result.seconds = round(time.perf_counter() - start, 1)
-        result.peak_memory_mb = memory.stop()
-        if interruption is not None:
-            interruption.kernel_pid = None
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    if interruption is not None and interruption.requested:
-        result.status, result.error = "interrupted", f"interrupted after {done['cells']} of " \
-            f"{code_cells} code cells"
-    if metrics_file.exists():
-        lines = metrics_file.read_text(encoding="utf-8").splitlines()
-        result.metrics = [json.loads(line) for line in lines if line.strip()]
-        metrics_file.unlink()  # its records now live in the run's summary.json
-    try:
-        nbformat.write(nb, out_dir / path.name)
-        if write_back and result.status == "passed":
-            nbformat.write(nb, path)
-    except OSError as exc:
-        result.status = "failed"
-        result.error = f"could not save the executed notebook: {_error_line(exc)}"
-    return result
 
 
 def summary_markdown(results: list[NotebookResult], profile: str, seed: int, *,
@@ -424,7 +214,7 @@ def run(paths: list[Path], *, profile: str, seed: int, results_dir: Path, timeou
     results.folder = out_dir
     try:
         write_summary(out_dir, results, profile, seed, memory_limit_mb=memory_limit_mb)
-        with _Interruption() as interruption, tqdm(total=len(paths), desc=f"bestiary ({profile})",
+        with Interruption() as interruption, tqdm(total=len(paths), desc=f"bestiary ({profile})",
                                                    unit="notebook", file=sys.stdout) as bar:
             for i, path in enumerate(paths):
                 if interruption.requested:
@@ -432,7 +222,8 @@ def run(paths: list[Path], *, profile: str, seed: int, results_dir: Path, timeou
                     results[i].error = "not started"
                     continue
                 bar.set_postfix_str(path.stem)
-                result = run_notebook(path, out_dir, profile=profile, seed=seed, timeout=timeout,
+                result = run_notebook(path, out_dir, profile=profile, seed=seed,
+                                      section=SECTIONS.get(path.name[:2], ""), timeout=timeout,
                                       progress=bar, write_back=write_back,
                                       interruption=interruption)
                 results[i] = result
@@ -483,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                             f"(default: {DEFAULT_MEMORY_LIMIT_MB:.0f})")
     p_run.add_argument("--write-back", action="store_true",
                        help="store the outputs of passing notebooks in the collection's notebooks")
+    # Further subcommands (``bestiary slides``, ``bestiary site``) are added here: one
+    # ``sub.add_parser(...)`` each, and one ``if args.command == ...`` branch below that calls
+    # the module doing the work (imported there, so that ``bestiary list`` stays fast).
     args = parser.parse_args(argv)
     # the environment is read once, here: a bad value is one usage line, not a traceback
     try:
@@ -495,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     notebooks_dir = args.notebooks or default_notebooks_dir()
     if args.command == "list":
         return _list(notebooks_dir)
+    # (the branches of further subcommands go here; what follows is ``bestiary run``)
     profile = args.profile or env_profile
     seed = env_seed if args.seed is None else args.seed
     if args.write_back and Path(notebooks_dir).resolve() != default_notebooks_dir().resolve():

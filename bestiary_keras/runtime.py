@@ -17,7 +17,6 @@ import json
 import math
 import os
 import platform
-import random
 import sys
 import time
 from pathlib import Path
@@ -89,15 +88,13 @@ def pick(profile: str, *, ci, default, full=None):
 
 
 def seed_everything(seed: int) -> None:
-    """Seeds Python's ``random``, NumPy and Keras (which seeds the backend)."""
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
+    """Seeds Python's ``random``, NumPy and the backend: ``keras.utils.set_random_seed`` does
+    all three (and resets Keras' global seed generator). ``PYTHONHASHSEED`` is set for the
+    processes this one starts (string hashing in this process was fixed at its start)."""
     import keras
 
-    keras.utils.set_random_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    keras.utils.set_random_seed(int(seed))
 
 
 def quiet_tensorflow() -> None:

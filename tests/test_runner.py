@@ -1,11 +1,12 @@
 """The ``bestiary`` runner executes notebooks headless and summarises what they report."""
 
 import json
+import os
 
 import nbformat
 import pytest
 
-from bestiary_keras import runner
+from bestiary_keras import runner, runner_execution
 
 
 def _notebook(path, *sources):
@@ -36,20 +37,28 @@ def test_select_notebooks(tmp_path):
         runner.select_notebooks(paths, ["07"])
 
 
-def test_run_collects_metrics_and_failures(tmp_path, capsys):
+def test_run_collects_metrics_and_failures(tmp_path, capsys, monkeypatch):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
     _notebook(
         nbs / "01_good.ipynb",
         "import os\nfrom bestiary_keras import runtime",
         "assert os.environ['BESTIARY_PROFILE'] == 'ci' and os.environ['BESTIARY_SEED'] == '5'\n"
+        "assert os.environ.get('MPLBACKEND') != 'Agg' and os.environ['BESTIARY_TEST_KEPT'] == 'yes'\n"
         "runtime.report('accuracy', 0.75, threshold=0.5, headline=True)\n"
         "runtime.report('loss', 0.2)",
     )
     _notebook(nbs / "02_bad.ipynb", "raise RuntimeError('this notebook stopped learning')")
     results_dir = tmp_path / "results"
+    # The kernel gets this process's environment plus the run's variables, without
+    # MPLBACKEND; this process's own environment is not touched.
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("BESTIARY_TEST_KEPT", "yes")
+    monkeypatch.delenv("BESTIARY_PROFILE", raising=False)
+    before = dict(os.environ)
     code = runner.main(["run", "--profile", "ci", "--seed", "5", "--notebooks", str(nbs),
                         "--results", str(results_dir)])
+    assert dict(os.environ) == before
     assert code == 1  # one notebook failed
     summary = json.loads((results_dir / "ci-seed5" / "summary.json").read_text())
     good, bad = summary["notebooks"]
@@ -184,8 +193,8 @@ def test_write_back_only_into_the_collection(tmp_path):
 
 
 def test_memory_budget_is_marked_in_the_summary():
-    heavy = runner.NotebookResult("17_lift.ipynb", "LIFT", "passed", 10.0, 5000.0)
-    light = runner.NotebookResult("15_siamese.ipynb", "Siamese", "passed", 10.0, 900.0)
+    heavy = runner_execution.NotebookResult("17_lift.ipynb", "LIFT", "passed", 10.0, 5000.0)
+    light = runner_execution.NotebookResult("15_siamese.ipynb", "Siamese", "passed", 10.0, 900.0)
     table = runner.summary_markdown([heavy, light], "ci", 0, memory_limit_mb=3072)
     assert "5000 (over the 3072 MB budget)" in table and "| 900 |" in table
     assert "Over the memory budget of 3072 MB: 17_lift.ipynb." in table

@@ -37,6 +37,19 @@ def test_setup_seeds_numpy_and_keras(capsys):
     b = (np.random.rand(3), keras.random.uniform((3,)).numpy())
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+    # the same states as seeding random, NumPy and Keras one by one (the code it replaced)
+    import random
+
+    runtime.seed_everything(3)
+    after = (random.random(), np.random.rand(3), keras.random.uniform((3,)).numpy())
+    random.seed(3)
+    np.random.seed(3)
+    keras.utils.set_random_seed(3)
+    by_hand = (random.random(), np.random.rand(3), keras.random.uniform((3,)).numpy())
+    assert after[0] == by_hand[0]
+    np.testing.assert_array_equal(after[1], by_hand[1])
+    np.testing.assert_array_equal(after[2], by_hand[2])
+    np.testing.assert_array_equal(after[1], a[0])
     out = capsys.readouterr().out
     assert "Profile: ci | seed: 3" in out
     assert "TensorFlow 2." in out
