@@ -36,10 +36,16 @@ MathJax.Hub.Config({
                linebreaks: {automatic: true},
                // its font test loads url('about:blank'), which a page opened from disk refuses
                styles: {"@font-face": {"font-family": "MathJax_Blank", src: "local('MathJax_Blank')"}}},
+  // the quick preview pass styles its text with the TeX web fonts, which the package lacks
+  "fast-preview": {disabled: true},
   displayAlign: "center", messageStyle: "none", showMathMenu: false
 });
 </script>
-<script src="PREFIX/mathjax/MathJax.js?config=CONFIG"></script>"""
+<script src="PREFIX/mathjax/MathJax.js?config=CONFIG"></script>
+<style type="text/css">
+/* The hidden MathML kept for screen readers would ask for the TeX web fonts (not shipped). */
+.MJX_Assistive_MathML * { font-family: inherit !important; }
+</style>"""
 
 
 def package_folder(package: str, inside: str) -> Path:
