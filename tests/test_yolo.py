@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bestiary_keras.detection import yolo
+from bestiary_keras.detection import plots, yolo, yolo_data
 
 # ----------------------------------------------------------------------------- the hand example
 # A 2 x 2 grid (S = 2), B = 2 boxes per cell, C = 2 classes, one object.
@@ -203,7 +203,7 @@ def test_batches_change_size_every_n_batches_and_encode_at_that_size():
     images = np.zeros((5, 64, 64, 3), np.uint8)
     boxes = np.tile(np.array([[[8, 8, 24, 24]]], np.float32), (5, 1, 1))
     labels = np.zeros((5, 1), np.int32)
-    batches = yolo.YoloBatches(
+    batches = yolo_data.YoloBatches(
         images, boxes, labels,
         lambda b, lab, size: yolo.encode_yolo_v1_targets(b, lab, size, size // 8, 1),
         batch_size=2, sizes=(48, 64, 80), change_every=4, seed=3)
@@ -256,7 +256,7 @@ def test_yolo_v1_trains_on_streamed_batches():
     images = rng.integers(0, 255, (8, 64, 64, 3)).astype(np.uint8)
     boxes = np.tile(np.array([[[10, 10, 30, 30]]], np.float32), (8, 1, 1))
     labels = np.zeros((8, 1), np.int32)
-    batches = yolo.YoloBatches(images, boxes, labels,
+    batches = yolo_data.YoloBatches(images, boxes, labels,
                                lambda b, lab, size: yolo.encode_yolo_v1_targets(b, lab, size, 8, 3),
                                batch_size=4)
     model = yolo.yolo_v1(64, 8, 2, 3, widths=(4, 4, 4, 4), reduce_channels=4, hidden_units=8)

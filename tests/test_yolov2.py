@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bestiary_keras.detection import yolo, yolov2
+from bestiary_keras.detection import ablation, yolo_data, yolov2
 
 
 # ----------------------------------------------------------------------------- k-means priors
@@ -192,7 +192,7 @@ def test_multi_scale_training_runs_and_the_loss_stays_finite():
     images = rng.integers(0, 255, (8, 64, 64, 3)).astype(np.uint8)
     boxes = np.tile(np.array([[[10, 10, 30, 30], [36, 30, 60, 50]]], np.float32), (8, 1, 1))
     labels = np.tile(np.array([[0, 1]]), (8, 1))
-    batches = yolo.YoloBatches(
+    batches = yolo_data.YoloBatches(
         images, boxes, labels,
         lambda b, lab, size: yolov2.encode_yolo_v2_targets(b, lab, size, anchors, 2),
         batch_size=4, sizes=(48, 64, 80), change_every=2, seed=0)
@@ -215,10 +215,10 @@ def test_backbone_classifier_shares_the_backbone():
 
 # ----------------------------------------------------------------------------- the ablation
 def test_ablation_rows_are_cumulative_and_end_with_the_whole_yolov2():
-    rows = yolov2.ablation_configs()
+    rows = ablation.ablation_configs()
     assert [name for name, _ in rows][0] == "YOLO" and len(rows) == 10
     first, last = rows[0][1], rows[-1][1]
-    assert first == yolov2.ABLATION_BASE
+    assert first == ablation.ABLATION_BASE
     assert last == dict(batch_norm=True, hires_classifier=True, head="anchors", backbone="darknet",
                         priors="kmeans", location="direct", passthrough=True, multi_scale=True,
                         test_size=80)
@@ -230,7 +230,7 @@ def test_object_crops_centre_each_object_with_context():
     images = np.zeros((1, 64, 64, 3), np.float32)
     images[0, 20:30, 10:20] = 255.0  # a 10 x 10 white square, box [10, 20, 20, 30]
     boxes = np.array([[[10, 20, 20, 30], [0, 0, 0, 0]]], np.float32)
-    crops, labels = yolov2.object_crops(images, boxes, np.array([[2, -1]]), 20, context=2.0)
+    crops, labels = ablation.object_crops(images, boxes, np.array([[2, -1]]), 20, context=2.0)
     assert crops.shape == (1, 20, 20, 3) and labels.tolist() == [2]
     # a 20 x 20 window centred on the square: the square fills its middle half
     assert crops[0, 10, 10, 0] == 255.0 and crops[0, 1, 1, 0] == 0.0
@@ -238,21 +238,24 @@ def test_object_crops_centre_each_object_with_context():
 
 def test_ablation_detectors_and_pretraining_run():
     anchors = np.array([[12, 12], [20, 20], [28, 28]], np.float32)
-    rows = dict(yolov2.ablation_configs())
+    rows = dict(ablation.ablation_configs())
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
-    backbone = yolov2.new_backbone(rows["+ batch norm"])
-    accuracy = yolov2.pretrain_classifier(backbone, images, np.array([0, 1, 2, 0]), num_classes=3,
+    backbone = ablation.new_backbone(rows["+ batch norm"])
+    accuracy = ablation.pretrain_classifier(backbone, images, np.array([0, 1, 2, 0]), num_classes=3,
                                           steps=2, batch_size=4)
     assert 0.0 <= accuracy <= 1.0
-    dense, _, encode, detect = yolov2.build_ablation_detector(
+    row = ablation.build_ablation_detector(
         rows["+ batch norm"], num_classes=3, hand_anchors=anchors, kmeans_anchors=anchors,
         backbone=backbone)
+    assert isinstance(row, ablation.AblationDetector)
+    dense, encode, detect = row.model, row.encode, row.detect
     assert dense.output_shape == (None, 8, 8, 13)
     boxes = np.array([[[10, 10, 30, 30]]], np.float32)
     assert encode(boxes, np.array([[1]]), 64).shape == (1, 8, 8, 8)
     (det_boxes, _, _), = detect(dense.predict(np.zeros((1, 64, 64, 3)), verbose=0))
     assert det_boxes.shape[1] == 4
-    final, loss, encode, detect = yolov2.build_ablation_detector(
+    row = ablation.build_ablation_detector(
         rows["+ multi-scale"], num_classes=3, hand_anchors=anchors, kmeans_anchors=anchors)
+    final, loss, encode = row.model, row.loss, row.encode
     assert final.output_shape == (None, None, None, 3, 8) and loss.location == "direct"
     assert encode(boxes, np.array([[1]]), 80).shape == (1, 10, 10, 3, 8)

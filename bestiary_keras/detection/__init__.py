@@ -1,13 +1,36 @@
-"""The detection chapter (notebooks 03 to 07): shared toolkit and the two-stage detectors.
+"""The detection chapter (notebooks 03 to 07, 11): the box toolkit and the detectors.
 
-- ``boxes``: the slides' box offsets w.r.t. proposals / anchors, clipping, NMS, anchors,
-  anchor-to-ground-truth assignment and balanced sampling (IoU lives in
-  ``bestiary_keras.geometry``).
-- ``evaluation``: VOC mean average precision, COCO AP through pycocotools, proposal recall.
-- ``data``: detection datasets from the shared scene generator.
+Import the submodules directly (``from bestiary_keras.detection.boxes import
+non_max_suppression``); this package imports none of their names.
+
+- ``boxes``: the slides' box offsets w.r.t. proposals / anchors, anchors, the one NMS,
+  anchor-to-ground-truth assignment and balanced sampling (IoU, conversions and clipping live
+  in ``bestiary_keras.geometry``, flips and resizes in ``bestiary_keras.augment``).
+- ``evaluation``: VOC mean average precision, COCO AP through pycocotools, proposal recall,
+  padded detections for figures.
+- ``data``: the chapter's scenes and their ``tf.data`` pipeline.
 - ``proposals``: selective search (OpenCV contrib).
 - ``rcnn`` (notebook 03), ``fast_rcnn`` (04), ``faster_rcnn`` (05): the two-stage detectors.
-
-Import the submodules directly (``from bestiary_keras.detection import boxes``); the model
-modules import TensorFlow, the toolkit only NumPy.
+- ``yolo`` (06), ``yolov2`` (07): the one-stage detectors; ``yolo_data``: their training
+  batches; ``ablation``: the YOLOv2 paper's ablation rows.
+- ``mask_rcnn``, ``roi_align``, ``mask_evaluation`` (11): Mask R-CNN.
+- ``plots``: figures specific to the chapter (YOLO's grid).
 """
+
+__all__ = [
+    "ablation",
+    "boxes",
+    "data",
+    "evaluation",
+    "fast_rcnn",
+    "faster_rcnn",
+    "mask_evaluation",
+    "mask_rcnn",
+    "plots",
+    "proposals",
+    "rcnn",
+    "roi_align",
+    "yolo",
+    "yolo_data",
+    "yolov2",
+]

@@ -35,8 +35,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from bestiary_keras import augment, geometry
-from bestiary_keras.batching import fixed_tf_data_options
+from bestiary_keras import geometry
 from bestiary_keras.detection import boxes as box_ops
 
 __all__ = [
@@ -55,8 +54,6 @@ __all__ = [
     "detections_from_scores",
     "yolo_v1_detections",
     "class_probability_map",
-    "YoloBatches",
-    "show_grid",
 ]
 
 
@@ -583,153 +580,3 @@ def class_probability_map(predictions, *, boxes_per_cell: int, num_classes: int)
     predictions = np.asarray(keras.ops.convert_to_numpy(predictions))
     return np.argmax(predictions[..., 5 * boxes_per_cell: 5 * boxes_per_cell + num_classes],
                      axis=-1)
-
-
-# ----------------------------------------------------------------------------- data
-class YoloBatches:
-    """Training batches for YOLO and YOLOv2: augmentation, multi-scale, target encoding.
-
-    Every batch draws ``batch_size`` random scenes, applies one random symmetry of the square
-    (``augment=True``: flips and transposition), resizes them to the current input size and
-    encodes their targets with ``encode(boxes, labels, image_size)``. With several ``sizes``
-    the input size changes every ``change_every`` batches (YOLOv2's multi-scale training: the
-    paper picks a new size, a multiple of 32, every 10 batches; ours are multiples of the
-    network's stride).
-
-    ``batches[step]`` is batch number ``step`` (deterministic given ``seed``); ``dataset()``
-    streams them to ``model.fit`` as a ``tf.data.Dataset`` whose spatial dimensions are left
-    free (the per-cell layout, ``example.shape[3:]``, stays fixed), so that one traced training
-    step serves every input size (a Keras ``PyDataset`` would fix the shapes of its first
-    batches)::
-
-        model.fit(batches.dataset(), steps_per_epoch=100, epochs=10)
-
-    Args:
-        images: ``(N, S0, S0, 3)`` images, pixel values in [0, 255] (uint8 or float); batches
-            are float32 in the same range.
-        boxes: ``(N, M, 4)`` xyxy pixel boxes at size ``S0``.
-        labels: ``(N, M)`` class indices, -1 for padding.
-        encode: ``encode(boxes, labels, image_size) -> targets`` for one batch.
-        batch_size: scenes per batch.
-        sizes: input sizes to draw from (default: the native size only).
-        change_every: batches between two size changes.
-        augment: random flips / transposition.
-        seed: seed of the batch sampler.
-    """
-
-    def __init__(self, images, boxes, labels, encode, *, batch_size: int = 16, sizes=None,
-                 change_every: int = 10, augment: bool = True, seed: int = 0):
-        self.images = np.asarray(images)
-        self.boxes = np.asarray(boxes, np.float32)
-        self.labels = np.asarray(labels)
-        if len(self.images) == 0:
-            raise ValueError("YoloBatches got no images.")
-        if batch_size < 1 or change_every < 1:
-            raise ValueError(
-                f"batch_size and change_every must be >= 1, got {batch_size} and {change_every}."
-            )
-        self.encode = encode
-        self.batch_size = int(batch_size)
-        self.sizes = tuple(int(s) for s in (sizes or (self.images.shape[1],)))
-        self.change_every = int(change_every)
-        self.augment = bool(augment)
-        self.seed = int(seed)
-        self.size_log: list[int] = []
-
-    def size_at(self, step: int) -> int:
-        """The input size of batch ``step`` (fixed per block of ``change_every`` batches)."""
-        if len(self.sizes) == 1:
-            return self.sizes[0]
-        block = int(step) // self.change_every
-        return self.sizes[np.random.default_rng([self.seed, 1, block]).integers(len(self.sizes))]
-
-    def __getitem__(self, step):
-        step = int(step)
-        rng = np.random.default_rng([self.seed, 0, step])
-        pick = rng.integers(0, len(self.images), self.batch_size)
-        images, boxes, labels = self.images[pick], self.boxes[pick], self.labels[pick]
-        if self.augment:
-            h, v, t = rng.integers(0, 2, 3).astype(bool)
-            images, boxes = augment.flip_scenes(images, boxes, horizontal=h, vertical=v,
-                                                transpose=t)
-        size = self.size_at(step)
-        images, boxes = augment.resize_scenes(images, boxes, size)
-        return images.astype(np.float32), self.encode(boxes, labels, size)
-
-    def dataset(self, start: int = 0):
-        """An endless ``tf.data.Dataset`` of batches ``start, start + 1, ...``."""
-        import tensorflow as tf
-
-        _, example = self[start]
-
-        def generate():
-            step = start
-            while True:
-                self.size_log.append(self.size_at(step))
-                yield self[step]
-                step += 1
-
-        # batch and grid dimensions free, the per-cell layout fixed
-        signature = (tf.TensorSpec((None, None, None, 3), tf.float32),
-                     tf.TensorSpec((None, None, None) + example.shape[3:], tf.float32))
-        dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
-        return dataset.with_options(fixed_tf_data_options())  # a fixed buffer of two batches
-
-
-# ----------------------------------------------------------------------------- figures
-def show_grid(image, grid_size: int, *, boxes=None, labels=None, class_names=None,
-              class_map=None, ax=None, title: str | None = None):
-    """One image with YOLO's ``S x S`` grid drawn on it (the paper's Fig. 2).
-
-    With ``boxes`` and ``labels`` (ground truth), each object's box, its centre and the cell
-    responsible for it (shaded) are shown. With ``class_map`` (``S x S`` class indices, e.g.
-    from ``class_probability_map``; -1 leaves a cell uncoloured) every cell is coloured by its
-    most likely class.
-
-    Returns:
-        The matplotlib axis.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch, Rectangle
-
-    from bestiary_keras import plotting
-
-    image = np.asarray(image)
-    size = image.shape[0]
-    cell = size / grid_size
-    if ax is None:
-        _, ax = plt.subplots(figsize=(3.2, 3.2))
-    shown = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 or image.max() > 1 else 1.0)
-    ax.imshow(np.clip(shown, 0.0, 1.0), interpolation="nearest")
-    ax.set_xlim(-0.5, size - 0.5)
-    ax.set_ylim(size - 0.5, -0.5)
-    palette = plotting.class_colors(max(len(class_names or ()), 1) if class_names else 10)
-    if class_map is not None:
-        class_map = np.asarray(class_map)
-        overlay = palette[np.maximum(class_map, 0) % len(palette)].copy()
-        overlay[..., 3] = np.where(class_map >= 0, 0.45, 0.0)  # -1: no colour
-        ax.imshow(overlay, extent=(-0.5, size - 0.5, size - 0.5, -0.5), interpolation="nearest")
-        if class_names:
-            ax.legend(handles=[Patch(color=palette[k], label=n) for k, n in enumerate(class_names)],
-                      loc="lower center", bbox_to_anchor=(0.5, -0.22), ncol=len(class_names),
-                      fontsize=7, frameon=False)
-    for k in range(1, grid_size):
-        ax.axhline(k * cell - 0.5, color="white", linewidth=0.6, alpha=0.8)
-        ax.axvline(k * cell - 0.5, color="white", linewidth=0.6, alpha=0.8)
-    if boxes is not None:
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        labels = np.zeros(len(boxes), int) if labels is None else np.asarray(labels).reshape(-1)
-        keep = (labels >= 0) & (geometry.box_area(boxes) > 0)
-        boxes, labels = boxes[keep], labels[keep]
-        centres = geometry.xyxy_to_cxcywh(boxes)[:, :2]
-        for (cx, cy), label in zip(centres, labels):
-            col, row = min(int(cx // cell), grid_size - 1), min(int(cy // cell), grid_size - 1)
-            ax.add_patch(Rectangle((col * cell - 0.5, row * cell - 0.5), cell, cell,
-                                   color=palette[label % len(palette)], alpha=0.5))
-            ax.plot(cx - 0.5, cy - 0.5, "o", color="white", markersize=3)
-        plotting.draw_boxes(ax, boxes, labels, class_names)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax
