@@ -145,3 +145,29 @@ def test_mean_iou_hand_case():
     np.testing.assert_allclose(per_class[:3], [0.5, 2 / 3, 2 / 3])
     assert np.isnan(per_class[3])
     assert mean == pytest.approx((0.5 + 2 / 3 + 2 / 3) / 3)
+    # Keras 3's MeanIoU also leaves the absent class out of its mean
+    metric = keras.metrics.MeanIoU(num_classes=4)
+    metric.update_state(true.ravel(), predicted.ravel())
+    assert float(metric.result()) == pytest.approx(mean, abs=1e-6)
+
+
+def test_layers_survive_save_and_load(tmp_path):
+    """A small SegNet (both custom layers) saved as .keras and reloaded gives the same outputs."""
+    model = segnet((20, 20, 3), 4, filters=(4, 8), convs=(1, 1), name="tiny")
+    x = np.random.default_rng(3).random((2, 20, 20, 3)).astype(np.float32)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert [type(layer).__name__ for layer in loaded.layers].count("MaxUnpooling2D") == 2
+    np.testing.assert_array_equal(_np(loaded(x)), _np(model(x)))
+
+
+def test_unpooling_with_an_unknown_batch_and_size():
+    """The layer inside a model whose batch and size are only known at call time."""
+    inputs = keras.Input((None, None, 2))
+    pooled, indices = MaxPoolingWithArgmax2D()(inputs)
+    model = keras.Model(inputs, MaxUnpooling2D()([pooled, indices]))
+    x = np.random.default_rng(4).random((3, 6, 4, 2)).astype(np.float32)
+    out = _np(model(x))
+    windows = x.reshape(3, 3, 2, 2, 2, 2).max(axis=(2, 4))
+    expected = np.where(x == np.repeat(np.repeat(windows, 2, 1), 2, 2), x, 0)
+    np.testing.assert_array_equal(out, expected)

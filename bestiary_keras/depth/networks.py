@@ -140,7 +140,7 @@ def image_pyramid(images, num_scales: int = NUM_SCALES):
     return out
 
 
-@keras.saving.register_keras_serializable(package="bestiary")
+@keras.saving.register_keras_serializable(package="bestiary_keras")
 class ViewSynthesis(keras.Model):
     """The paper's training objective around a disparity network and a pose network.
 

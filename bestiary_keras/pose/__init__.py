@@ -7,4 +7,4 @@ affinity fields, their decoding into people, OKS AP), ``plots`` (skeletons and b
 The data come from ``bestiary_keras.datasets.figures``.
 """
 
-__all__: list[str] = []
+__all__ = ["cpm", "decoding", "evaluation", "heatmaps", "losses", "openpose", "paf", "plots"]

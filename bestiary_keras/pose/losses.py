@@ -54,7 +54,7 @@ def pack_targets(maps, mask):
     return np.concatenate([maps, mask], axis=-1)
 
 
-@keras.saving.register_keras_serializable(package="bestiary")
+@keras.saving.register_keras_serializable(package="bestiary_keras")
 class MaskedL2(keras.losses.Loss):
     """``masked_l2`` as a Keras loss: ``y_true`` is ``pack_targets(maps, mask)``, (N, h, w, 2C)
     with the target maps first and the mask second; ``y_pred`` is (N, h, w, C)."""

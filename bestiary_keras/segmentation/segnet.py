@@ -11,9 +11,10 @@ maximum's position and leaves the other three pixels of the 2x2 window at zero, 
 the decoder's convolutions then densify. The decoder therefore keeps only the indices from the
 encoder (the paper: 2 bits per 2x2 window), where a U-Net-style decoder keeps whole feature maps.
 
-Keras has no max pooling with indices, so these two layers use ``tf.nn.max_pool_with_argmax``
-(``include_batch_in_index=True``: one flat index into the whole batch) and ``tf.scatter_nd``,
-the two TensorFlow-only places of this module.
+Keras has no max pooling with indices, so ``MaxPoolingWithArgmax2D`` calls
+``tf.nn.max_pool_with_argmax`` (``include_batch_in_index=True``: one flat index into the whole
+batch), the one TensorFlow-only place of this module; the unpooling is ``keras.ops.scatter``.
+Both layers are registered for ``model.save`` / ``keras.models.load_model``.
 """
 
 from __future__ import annotations
@@ -33,12 +34,7 @@ __all__ = [
 ]
 
 
-def _tf():
-    import tensorflow as tf
-
-    return tf
-
-
+@keras.saving.register_keras_serializable(package="bestiary_keras")
 class MaxPoolingWithArgmax2D(layers.Layer):
     """2x2 max pooling that also returns the position of every maximum.
 
@@ -60,7 +56,8 @@ class MaxPoolingWithArgmax2D(layers.Layer):
         self.padding = padding
 
     def call(self, inputs):
-        tf = _tf()
+        import tensorflow as tf  # Keras has no max pooling that returns the positions
+
         pooled, indices = tf.nn.max_pool_with_argmax(
             inputs, ksize=self.pool_size, strides=self.strides, padding=self.padding.upper(),
             include_batch_in_index=True)
@@ -89,6 +86,7 @@ class MaxPoolingWithArgmax2D(layers.Layer):
                 "padding": self.padding}
 
 
+@keras.saving.register_keras_serializable(package="bestiary_keras")
 class MaxUnpooling2D(layers.Layer):
     """Puts pooled values back at their maxima's positions; every other pixel is zero.
 
@@ -112,20 +110,17 @@ class MaxUnpooling2D(layers.Layer):
                 None if width is None else width * self.size)
 
     def call(self, inputs):
-        tf = _tf()
         values, indices = inputs
-        shape = tf.shape(values, out_type=tf.int64)
-        batch, channels = shape[0], shape[3]
+        batch, height, width, channels = keras.ops.shape(values)
         if self.output_size is not None:
-            height, width = (tf.constant(s, tf.int64) for s in self.output_size)
+            height, width = self.output_size
         else:
-            height, width = shape[1] * self.size, shape[2] * self.size
-        flat = tf.scatter_nd(tf.reshape(indices, (-1, 1)), tf.reshape(values, (-1,)),
-                             tf.reshape(batch * height * width * channels, (1,)))
-        out = tf.reshape(flat, tf.stack([batch, height, width, channels]))
-        target = self._target(values.shape[1], values.shape[2])
-        out.set_shape((values.shape[0], target[0], target[1], values.shape[3]))
-        return out
+            height, width = height * self.size, width * self.size
+        # the indices are flat positions in the whole unpooled batch: scatter into one vector
+        total = keras.ops.cast(batch, "int64") * keras.ops.cast(height * width * channels, "int64")
+        flat = keras.ops.scatter(keras.ops.reshape(indices, (-1, 1)),
+                                 keras.ops.reshape(values, (-1,)), keras.ops.reshape(total, (1,)))
+        return keras.ops.reshape(flat, (-1, height, width, channels))
 
     def compute_output_shape(self, input_shape):
         values_shape = input_shape[0]
