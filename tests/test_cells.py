@@ -85,3 +85,28 @@ def test_border_class_hand_case():
 def test_bad_arguments_are_refused(kwargs, word):
     with pytest.raises(ValueError, match=word):
         make_cells(**kwargs)
+
+
+def test_renumbering_is_relabel_sequential_and_gives_the_old_labels():
+    """``_one_image`` renumbers with ``skimage.segmentation.relabel_sequential``: the visible
+    cells become 1..K in the order they were placed, as the former hand-written lookup did."""
+    import hashlib
+
+    from skimage.segmentation import relabel_sequential
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = rng.choice([0, 2, 3, 7, 9], size=(6, 7)).astype(np.int32)
+        # the former code: a lookup from the labels present to 1..K
+        present = np.unique(labels)
+        present = present[present > 0]
+        lookup = np.zeros(10, np.int32)
+        lookup[present] = np.arange(1, len(present) + 1)
+        relabelled, forward, _ = relabel_sequential(labels)
+        np.testing.assert_array_equal(relabelled, lookup[labels])
+        np.testing.assert_array_equal(forward[np.arange(1, 10)], lookup[1:])
+    # the generator's labels are those of the former code (hash and counts recorded with it)
+    data = make_cells(12, 92, seed=0)
+    digest = hashlib.sha256(np.ascontiguousarray(data.instances, np.int32).tobytes()).hexdigest()
+    assert digest[:16] == "c9be74afcc3f0854"
+    assert data.instances.max(axis=(1, 2)).tolist() == [13, 10, 14, 10, 10, 12, 10, 13, 8, 8, 8, 7]

@@ -33,6 +33,7 @@ import functools
 
 import numpy as np
 from scipy import ndimage
+from skimage import segmentation
 
 __all__ = [
     "border_class", "CELL_CLASSES", "CellSet", "make_cells",
@@ -162,12 +163,10 @@ def _one_image(rng, size, count, radius, touch_probability, noise, illumination)
         rho[i, y0:y1, x0:x1] = np.hypot(u, v) / (radii[i] * wobble)
     nearest = rho.argmin(0)
     instances = np.where(rho.min(0) <= 1.0, nearest + 1, 0).astype(np.int32)
-    # Renumber 1..K in raster order of first appearance (cells cut off entirely are dropped).
-    present = np.unique(instances)
-    present = present[present > 0]
-    lookup = np.zeros(max(k, 1) + 1, np.int32)
-    lookup[present] = np.arange(1, len(present) + 1)
-    instances = lookup[instances]
+    # Renumber the cells that are visible 1..K, keeping the order of their placement (cells
+    # whose every pixel lies outside the image or under other cells are dropped).
+    instances, lookup, _ = segmentation.relabel_sequential(instances)
+    present = np.arange(1, instances.max() + 1)
 
     # Rendering.
     background = 0.22 + 0.04 * _smooth_noise(rng, (size, size), 3.0)
@@ -184,7 +183,7 @@ def _one_image(rng, size, count, radius, touch_probability, noise, illumination)
     centre_y = np.zeros(len(present) + 1, np.float32)
     centre_x = np.zeros(len(present) + 1, np.float32)
     spread = np.ones(len(present) + 1, np.float32)
-    for i, label in enumerate(lookup[1:k + 1]):
+    for i, label in enumerate(lookup[np.arange(1, k + 1)]):
         offset = rng.uniform(-0.3, 0.3, 2) * radii[i]
         if label > 0:
             centre_y[label], centre_x[label] = centres[i] + offset

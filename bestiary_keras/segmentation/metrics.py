@@ -6,14 +6,17 @@
 - ``instance_scores``: scikit-image's ``adapted_rand_error`` (the ISBI 2012 challenge's "Rand
   error") and ``variation_of_information`` (split and merge parts), averaged over the images
   that contain cells, plus the share of true cells matched by one predicted cell with IoU > 0.5.
-- ``mean_iou``: per-class IoU with ``keras.metrics.MeanIoU`` (notebooks 09 and 10).
+- ``mean_iou``: mean and per-class IoU from ``keras.metrics.MeanIoU``'s confusion matrix
+  (notebooks 09 and 10).
+
+Every score takes the truth first: ``(y_true, y_pred)``.
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
-from skimage import measure, metrics, segmentation
+from skimage import measure, metrics, morphology, segmentation
 
 __all__ = [
     "foreground_iou",
@@ -24,13 +27,14 @@ __all__ = [
 ]
 
 
-def foreground_iou(predicted, true) -> float:
-    """IoU of two boolean masks over all their pixels (1.0 when both are empty)."""
-    predicted, true = np.asarray(predicted, bool), np.asarray(true, bool)
-    if predicted.shape != true.shape:
-        raise ValueError(f"predicted {predicted.shape} and true {true.shape} masks differ in shape.")
-    union = np.logical_or(predicted, true).sum()
-    return 1.0 if union == 0 else float(np.logical_and(predicted, true).sum() / union)
+def foreground_iou(y_true, y_pred) -> float:
+    """IoU of the true and predicted boolean masks over all their pixels (1.0 when both are
+    empty)."""
+    y_true, y_pred = np.asarray(y_true, bool), np.asarray(y_pred, bool)
+    if y_pred.shape != y_true.shape:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} masks differ in shape.")
+    union = np.logical_or(y_pred, y_true).sum()
+    return 1.0 if union == 0 else float(np.logical_and(y_pred, y_true).sum() / union)
 
 
 def instances_from_foreground(foreground, *, grow: int = 1, min_size: int = 4) -> np.ndarray:
@@ -40,7 +44,8 @@ def instances_from_foreground(foreground, *, grow: int = 1, min_size: int = 4) -
         foreground: bool (H, W) or (N, H, W).
         grow: pixels by which each component is expanded (``skimage.segmentation.expand_labels``)
             to refill the border that the network was trained to leave as background.
-        min_size: components smaller than this many pixels are dropped (noise).
+        min_size: components smaller than this many pixels are dropped (noise), with
+            ``skimage.morphology.remove_small_objects``.
 
     Returns:
         int32 labels of the same shape, 0 = background.
@@ -51,26 +56,26 @@ def instances_from_foreground(foreground, *, grow: int = 1, min_size: int = 4) -
                          for f in foreground])
     if foreground.ndim != 2:
         raise ValueError(f"foreground must be (H, W) or (N, H, W), got shape {foreground.shape}.")
+    if min_size > 1:  # max_size: the largest size removed (scikit-image >= 0.26)
+        foreground = morphology.remove_small_objects(foreground, max_size=min_size - 1,
+                                                     connectivity=1)
     labels = measure.label(foreground, connectivity=1)
-    if min_size > 1 and labels.max() > 0:
-        sizes = np.bincount(labels.ravel())
-        small = sizes < min_size
-        small[0] = False
-        labels[small[labels]] = 0
-        labels = measure.label(labels > 0, connectivity=1)
     if grow > 0:
         labels = segmentation.expand_labels(labels, grow)
     return labels.astype(np.int32)
 
 
-def matched_fraction(true, predicted, threshold: float = 0.5) -> float:
-    """Share of true instances that one predicted instance overlaps with IoU > ``threshold``."""
-    true, predicted = np.asarray(true), np.asarray(predicted)
-    num_true = int(true.max())
+def matched_fraction(y_true, y_pred, threshold: float = 0.5) -> float:
+    """Share of true instances that one predicted instance overlaps with IoU > ``threshold``.
+
+    ``y_true`` and ``y_pred`` are instance labels (0 = background) of the same shape.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    num_true = int(y_true.max())
     if num_true == 0:
         return 1.0
-    num_pred = int(predicted.max())
-    joint = np.bincount(true.ravel() * (num_pred + 1) + predicted.ravel(),
+    num_pred = int(y_pred.max())
+    joint = np.bincount(y_true.ravel() * (num_pred + 1) + y_pred.ravel(),
                         minlength=(num_true + 1) * (num_pred + 1)).reshape(num_true + 1, -1)
     area_true, area_pred = joint.sum(1), joint.sum(0)
     iou = joint / np.maximum(area_true[:, None] + area_pred[None, :] - joint, 1)
@@ -128,20 +133,25 @@ def instance_scores(true_instances, predicted_instances) -> dict:
             "voi_merge": float(merge), "voi": float(split + merge), "matched": float(matched)}
 
 
-def mean_iou(true, predicted, num_classes: int) -> tuple[float, np.ndarray]:
-    """Mean and per-class IoU of class label maps with ``keras.metrics.MeanIoU``.
+def mean_iou(y_true, y_pred, num_classes: int) -> tuple[float, np.ndarray]:
+    """Mean and per-class IoU of class label maps, from ``keras.metrics.MeanIoU``'s confusion
+    matrix.
+
+    ``MeanIoU.result()`` gives the mean alone; the per-class values that notebooks 09 and 10
+    print need its confusion matrix, so both are computed from it here. A class absent from
+    both maps gets IoU NaN and is left out of the mean, as Keras 3's ``MeanIoU`` also leaves
+    it out: the mean equals ``MeanIoU.result()`` up to Keras' epsilon.
 
     Args:
-        true: int (..., H, W) true class labels.
-        predicted: int (..., H, W) predicted class labels (e.g. ``argmax`` of the soft-max).
+        y_true: int (..., H, W) true class labels.
+        y_pred: int (..., H, W) predicted class labels (e.g. ``argmax`` of the soft-max).
         num_classes: number of classes (background included).
 
     Returns:
-        ``(mean_iou, per_class_iou)``; a class absent from both maps gets IoU NaN and is left out
-        of the mean (``MeanIoU`` counts it as 0, which would punish a test set without it).
+        ``(mean_iou, per_class_iou)``.
     """
     metric = keras.metrics.MeanIoU(num_classes=num_classes)
-    metric.update_state(np.asarray(true).ravel(), np.asarray(predicted).ravel())
+    metric.update_state(np.asarray(y_true).ravel(), np.asarray(y_pred).ravel())
     confusion = np.asarray(metric.total_cm, np.float64)
     intersection = np.diag(confusion)
     union = confusion.sum(0) + confusion.sum(1) - intersection
