@@ -35,6 +35,7 @@ from keras import layers, ops
 
 from bestiary_keras import geometry
 from bestiary_keras.detection import boxes as box_utils
+from bestiary_keras.detection.backbones import vgg_backbone
 
 __all__ = [
     "BOX_VARIANCES",
@@ -44,7 +45,6 @@ __all__ = [
     "roi_max_pool_reference",
     "smooth_l1",
     "fast_rcnn_loss",
-    "backbone",
     "detection_head",
     "sample_rois",
     "postprocess",
@@ -276,41 +276,6 @@ def fast_rcnn_loss(class_ids, class_logits, box_targets, box_deltas, lambda_: fl
 
 
 # ----------------------------------------------------------------------------- networks
-def backbone(input_shape=(64, 64, 3), widths=(16, 32, 64, 128), convs_per_stage=(1, 1, 2, 2),
-             name="backbone"):
-    """A small VGG-like conv body: stages of 3x3 conv + BN + ReLU with 2x2 max pooling between
-    them, so ``S`` stages give stride ``2 ** (S - 1)`` (four: a 64x64 image -> an 8x8 map).
-
-    Args:
-        input_shape: ``(H, W, 3)`` of images in [0, 255] (rescaled inside).
-        widths: channels of each stage.
-        convs_per_stage: 3x3 convolutions of each stage (an int: the same for all).
-        name: model name.
-
-    Returns:
-        A ``keras.Model`` image -> ``(H / s, W / s, widths[-1])`` feature map.
-    """
-    if not widths:
-        raise ValueError("widths must name at least one stage, e.g. widths=(16, 32, 64, 128).")
-    if isinstance(convs_per_stage, int):
-        convs_per_stage = (convs_per_stage,) * len(widths)
-    if len(convs_per_stage) != len(widths) or min(convs_per_stage) < 1:
-        raise ValueError(
-            f"convs_per_stage={convs_per_stage!r} must give a positive count for each of the "
-            f"{len(widths)} stages of widths={widths!r}."
-        )
-    inputs = keras.Input(input_shape, name="image")
-    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    for s, (width, convs) in enumerate(zip(widths, convs_per_stage), start=1):
-        if s > 1:
-            x = layers.MaxPooling2D(2, name=f"block{s - 1}_pool")(x)
-        for c in range(1, convs + 1):
-            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{s}_conv{c}")(x)
-            x = layers.BatchNormalization(name=f"block{s}_bn{c}")(x)
-            x = layers.ReLU(name=f"block{s}_relu{c}")(x)
-    return keras.Model(inputs, x, name=name)
-
-
 def detection_head(pooled_shape, num_classes: int, fc_units=(256, 256), name="head"):
     """Fast R-CNN's head: FC layers on the pooled RoI, then two sibling outputs.
 
@@ -557,7 +522,8 @@ def fast_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 128
             "rounded down and RoI pooling scales every box by the wrong factor. Use image_size="
             f"{lower} or {lower + body_stride}."
         )
-    body = backbone((image_size, image_size, 3), widths, convs_per_stage, name="backbone")
+    body = vgg_backbone((image_size, image_size, 3), widths=widths,
+                        convs_per_stage=convs_per_stage, name="backbone")
     stride = image_size // body.output.shape[1]
     roi_pool = RoIMaxPooling(pool_size, 1.0 / stride, name="roi_pool")
     head = detection_head((pool_size, pool_size, widths[-1]), num_classes, fc_units)

@@ -27,10 +27,10 @@ from keras import layers, ops
 
 from bestiary_keras import geometry
 from bestiary_keras.detection import boxes as box_utils
+from bestiary_keras.detection.backbones import vgg_backbone
 from bestiary_keras.detection.fast_rcnn import (
     BOX_VARIANCES,
     RoIMaxPooling,
-    backbone,
     detection_head,
     detections_to_list,
     fast_rcnn_loss,
@@ -343,7 +343,8 @@ def faster_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 1
     Returns:
         A ``FasterRCNN``.
     """
-    body = backbone((image_size, image_size, 3), widths, convs_per_stage, name="backbone")
+    body = vgg_backbone((image_size, image_size, 3), widths=widths,
+                        convs_per_stage=convs_per_stage, name="backbone")
     fh, fw, channels = body.output.shape[1:]
     stride = image_size // fh
     anchors = box_utils.generate_anchors((fh, fw), stride, anchor_scales, anchor_ratios)

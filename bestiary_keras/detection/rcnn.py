@@ -26,7 +26,7 @@ from keras import layers
 from bestiary_keras import geometry
 from bestiary_keras.batching import fixed_tf_data_options
 from bestiary_keras.detection import boxes as box_utils
-from bestiary_keras.detection.fast_rcnn import backbone
+from bestiary_keras.detection.backbones import vgg_backbone
 
 __all__ = [
     "warp_regions",
@@ -104,7 +104,7 @@ def region_cnn(num_classes: int, size: int = 32, widths=(16, 32, 64, 128),
     Args:
         num_classes: object classes ``K`` (the soft-max has ``K + 1`` outputs, 0 = background).
         size: side of the warped input.
-        widths, convs_per_stage: ``fast_rcnn.backbone`` stages.
+        widths, convs_per_stage: ``backbones.vgg_backbone`` stages.
         fc_units: widths of fc6 and fc7.
         name: model name.
 
@@ -114,7 +114,8 @@ def region_cnn(num_classes: int, size: int = 32, widths=(16, 32, 64, 128),
         first output only, see notebook 03).
     """
     _check_num_classes(num_classes)
-    body = backbone((size, size, 3), widths, convs_per_stage, name="conv")
+    body = vgg_backbone((size, size, 3), widths=widths, convs_per_stage=convs_per_stage,
+                        name="conv")
     inputs = keras.Input((size, size, 3), name="region")
     pool5 = layers.Flatten(name="pool5")(layers.MaxPooling2D(2, name="pool")(body(inputs)))
     x = pool5
