@@ -1,21 +1,12 @@
 """The figures every chapter draws: palette, image grids with overlays, legends, colour bars, curves.
 
-One place for each figure concept (chapter-specific figures live in the chapter's ``plots.py``
-and are built on these):
-
-- ``class_colors`` / ``label_colors``: the one palette (class ``k`` has the same colour whatever
-  the number of classes; label maps draw label 0, the background, in black);
-- ``as_display``: the one display normalisation (uint8 or float -> float in [0, 1]);
-- ``overlay``: a label map tinted over an image;
-- ``show_scenes``: the one image grid, with boxes, instance masks, keypoints, captions, a class
-  legend and colour bars;
-- ``draw_boxes``, ``draw_keypoints``: the overlays on one axis;
-- ``class_legend``, ``add_colorbar``: legends and colour bars wherever colour carries meaning;
-- ``plot_curves``: per-batch training curves with a labelled moving average.
-
-Only figure-level matplotlib calls are used (``plt.subplots``), so everything works under the
-non-interactive Agg backend; functions return the figure (or the axis they drew on) and never
-call ``plt.show``.
+One place per figure concept; chapter-specific figures live in the chapter's ``plots.py``, built
+on these: the palette (``class_colors``, ``label_colors``), the display normalisation
+(``as_display``), label overlays (``overlay``), the image grid (``show_scenes``: boxes, masks,
+keypoints, captions, legend, colour bars), the overlays on one axis (``draw_boxes``,
+``draw_keypoints``), legends and colour bars (``class_legend``, ``add_colorbar``) and per-batch
+training curves (``plot_curves``). Functions return the figure (or the axis they drew on) and
+never call ``plt.show``; everything works under the non-interactive Agg backend.
 """
 
 from __future__ import annotations
@@ -122,16 +113,9 @@ def draw_boxes(ax, boxes, labels=None, class_names=None, scores=None, color=GT_C
     skipped. Each box gets its class name (and score) as a caption above its top edge, or just
     inside it when the box touches the top of the image (so no caption is cut off).
 
-    Args:
-        ax: a matplotlib Axes showing the image with ``imshow`` (pixel centres at integers).
-        boxes: (M, 4) array.
-        labels: optional (M,) int class indices.
-        class_names: optional names for the labels.
-        scores: optional (M,) confidences, shown with two decimals.
-        color: edge and caption colour.
-
-    Returns:
-        ``ax``.
+    ``ax`` shows the image with ``imshow`` (pixel centres at integers); ``boxes`` is (M, 4),
+    ``labels`` (M,) class indices, ``scores`` (M,) confidences (two decimals); ``color`` is the
+    edge and caption colour. Returns ``ax``.
     """
     from matplotlib.patches import Rectangle
 
