@@ -6,13 +6,16 @@ events), no JavaScript error or failed load in the console, every image decoded
 (naturalWidth > 0), every equation typeset by the local MathJax (as many rendered frames as TeX
 sources, none in error, no raw ``$$`` left in the rendered markdown), and for decks the number of
 slides reveal.js counts equals the slide metadata's. Screenshots of 01's title slide and of the
-gallery go to the test's tmp folder and, reduced, to docs/gallery/ for the README.
+gallery go to the test's tmp folder; with ``BESTIARY_UPDATE_SCREENSHOTS=1`` they are also written,
+reduced, to docs/gallery/ for the README (never by default: a test run leaves the checkout as it
+found it).
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them when absent) and
 ``selenium`` (the ``test`` extra); skips with the reason anywhere else.
 """
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -123,6 +126,9 @@ def _check(state: dict, notebook: Path | None) -> None:
 def _save_reduced_screenshot(driver, tmp_path: Path, name: str) -> None:
     shot = tmp_path / name
     driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000, "a blank screenshot"
+    if os.environ.get("BESTIARY_UPDATE_SCREENSHOTS") != "1":
+        return
     gallery = ROOT / "docs" / "gallery"
     gallery.mkdir(parents=True, exist_ok=True)
     (gallery / name).write_bytes(thumbnail(shot.read_bytes(), width=640, colours=256))
