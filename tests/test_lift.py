@@ -132,10 +132,12 @@ def test_soft_argmax_is_the_weighted_mean_and_has_gradients():
 def test_builders_reject_bad_sizes():
     with pytest.raises(ValueError, match="kernel_size"):
         lift.detector_net(kernel_size=4)
-    with pytest.raises(ValueError, match="crop_size must be a positive multiple of 4"):
-        lift.orientation_net(30)
+    with pytest.raises(ValueError, match=r"input_shape=\(30, 30, 1\).*multiple of 4.*try 28"):
+        lift.orientation_net((30, 30, 1))
+    with pytest.raises(ValueError, match="square crop"):
+        lift.orientation_net((32, 16, 1))
     with pytest.raises(ValueError, match="crop_size"):
-        lift.desc_stage(siamese.patch_descriptor(32, 8, filters=(4, 8)), patch_size=16)
+        lift.desc_stage(siamese.patch_descriptor((32, 32, 1), 8, filters=(4, 8)), patch_size=16)
     with pytest.raises(ValueError, match="pairs is empty"):
         lift_pipeline.evaluate_pipelines([], {})
 
@@ -144,7 +146,7 @@ def test_detector_is_fully_convolutional_and_orientation_is_a_unit_vector():
     det = lift.detector_net()
     assert np.asarray(det(np.zeros((2, 64, 64, 1), np.float32))).shape == (2, 64, 64)
     assert np.asarray(det(np.zeros((1, 40, 56, 1), np.float32))).shape == (1, 40, 56)
-    ori = lift.orientation_net(32)
+    ori = lift.orientation_net((32, 32, 1))
     out = np.asarray(ori(np.random.default_rng(0).normal(size=(3, 32, 32, 1)).astype(np.float32)))
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
 
@@ -180,8 +182,8 @@ def test_lift_cost_reads_the_packed_output():
 @pytest.fixture(scope="module")
 def nets():
     keras.utils.set_random_seed(0)
-    return (lift.detector_net(), lift.orientation_net(32),
-            siamese.patch_descriptor(32, 8, filters=(4, 8)))
+    return (lift.detector_net(), lift.orientation_net((32, 32, 1)),
+            siamese.patch_descriptor((32, 32, 1), 8, filters=(4, 8)))
 
 
 def test_stage_models_and_gradients_reach_each_network(nets):

@@ -103,12 +103,14 @@ def test_l2_pooling_hand_case():
 
 
 def test_patch_descriptor_shapes_and_errors():
-    net = siamese.patch_descriptor(32, 16, filters=(4, 8))
+    net = siamese.patch_descriptor((32, 32, 1), 16, filters=(4, 8))
     assert net.output_shape == (None, 16)
     out = np.asarray(net(np.zeros((2, 32, 32, 1), np.float32)))
     assert out.shape == (2, 16) and np.all(np.abs(out) <= 1)
-    with pytest.raises(ValueError, match="patch_size"):
-        siamese.patch_descriptor(30)
+    with pytest.raises(ValueError, match=r"input_shape=\(30, 30, 1\).*multiple of 4.*try 32"):
+        siamese.patch_descriptor((30, 30, 1))
+    with pytest.raises(ValueError, match="square patch"):
+        siamese.patch_descriptor((32, 16, 1))
 
 
 def test_a_few_steps_reduce_the_loss():
@@ -222,7 +224,7 @@ def test_hardest_negative_contrastive_loss_hand_case():
 
 
 def test_descriptor_pair_network_stacks_shared_descriptors():
-    branch = siamese.patch_descriptor(16, 8, filters=(4, 4))
+    branch = siamese.patch_descriptor((16, 16, 1), 8, filters=(4, 4))
     model = siamese.descriptor_pair_network(branch)
     x1 = np.random.default_rng(0).normal(size=(3, 16, 16, 1)).astype(np.float32)
     x2 = np.random.default_rng(1).normal(size=(3, 16, 16, 1)).astype(np.float32)

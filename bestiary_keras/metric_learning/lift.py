@@ -152,7 +152,8 @@ class Standardize(layers.Layer):
 
 # --- DET --------------------------------------------------------------------------------------
 
-def detector_net(filters=(8,), kernel_size: int = 5, name: str = "det") -> keras.Model:
+def detector_net(input_shape=(None, None, 1), *, filters=(8,), kernel_size: int = 5,
+                 name: str = "det") -> keras.Model:
     """DET: a fully convolutional score map, the size of its input.
 
     The paper uses one convolution with a 25x25 kernel and a piecewise-linear activation;
@@ -161,6 +162,8 @@ def detector_net(filters=(8,), kernel_size: int = 5, name: str = "det") -> keras
     at full resolution, so keep it small: it is the most expensive network per pixel.
 
     Args:
+        input_shape: ``(height, width, channels)``; ``None`` sides (the default) take patches
+            and whole images alike.
         filters: widths of the hidden convolutions (may be empty: one linear filter).
         kernel_size: odd side of every convolution kernel.
         name: model name.
@@ -173,7 +176,9 @@ def detector_net(filters=(8,), kernel_size: int = 5, name: str = "det") -> keras
                          f"stays centred on its pixels), got kernel_size={kernel_size}.")
     if any(int(f) < 1 for f in filters):
         raise ValueError(f"filters must be positive widths, got filters={tuple(filters)}.")
-    inputs = keras.Input(shape=(None, None, 1), name="image")
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
     for i, width in enumerate(filters):
         x = layers.Conv2D(width, kernel_size, padding="same", activation="relu",
@@ -230,7 +235,7 @@ class SoftArgmax(layers.Layer):
 
 # --- ORI ----------------------------------------------------------------------------------
 
-def orientation_net(crop_size: int = 32, filters=(16, 32), hidden_units: int = 64,
+def orientation_net(input_shape=(32, 32, 1), *, filters=(16, 32), hidden_units: int = 64,
                     name: str = "ori") -> keras.Model:
     """ORI: the orientation of a crop as a unit vector ``(cos theta, sin theta)``.
 
@@ -238,21 +243,24 @@ def orientation_net(crop_size: int = 32, filters=(16, 32), hidden_units: int = 6
     unit length (the paper predicts the two numbers and takes ``atan2``).
 
     Args:
-        crop_size: side of the (square, 1-channel) input crop; must be divisible by
+        input_shape: ``(c, c, channels)``, a square crop whose side ``c`` is divisible by
             ``2 ** len(filters)`` (one 2x2 pooling per convolution).
         filters: widths of the convolutions.
         hidden_units: width of the hidden dense layer.
         name: model name.
 
     Returns:
-        A ``keras.Model`` ``(N, crop_size, crop_size, 1) -> (N, 2)`` with unit rows.
+        A ``keras.Model`` ``(N, c, c, channels) -> (N, 2)`` with unit rows.
     """
-    step = 2 ** len(filters)
-    if int(crop_size) < step or int(crop_size) % step:
-        raise ValueError(f"crop_size must be a positive multiple of {step} (one 2x2 pooling per "
-                         f"convolution in filters={tuple(filters)}), got crop_size={crop_size}; "
-                         f"try {max(step, int(crop_size) // step * step)}.")
-    inputs = keras.Input(shape=(crop_size, crop_size, 1), name="crop")
+    if len(input_shape) != 3 or input_shape[0] != input_shape[1]:
+        raise ValueError(f"input_shape must be (c, c, channels), a square crop, got "
+                         f"{input_shape!r}.")
+    crop_size, step = int(input_shape[0]), 2 ** len(filters)
+    if crop_size < step or crop_size % step:
+        raise ValueError(f"input_shape={tuple(input_shape)!r}: the side must be a positive "
+                         f"multiple of {step} (one 2x2 pooling per convolution in "
+                         f"filters={tuple(filters)}); try {max(step, crop_size // step * step)}.")
+    inputs = keras.Input(shape=tuple(input_shape), name="crop")
     x = inputs
     for i, width in enumerate(filters):
         x = layers.Conv2D(width, 5, padding="same", activation="relu", name=f"conv{i + 1}")(x)
@@ -287,7 +295,7 @@ def _check_sizes(patch_size, crop_size):
                          f"inside the patch), got crop_size={crop_size}.")
 
 
-def desc_stage(desc: keras.Model, patch_size: int = 64, crop_size: int = 32,
+def desc_stage(desc: keras.Model, *, patch_size: int = 64, crop_size: int = 32,
                name: str = "desc_stage") -> keras.Model:
     """Stage 1, DESC: crops at the patch centres; ``P2``'s crop rotated by the known angle.
 
@@ -315,7 +323,7 @@ def desc_stage(desc: keras.Model, patch_size: int = 64, crop_size: int = 32,
     return keras.Model([*p, angle], out, name=name)
 
 
-def ori_stage(ori: keras.Model, desc: keras.Model, patch_size: int = 64, crop_size: int = 32,
+def ori_stage(ori: keras.Model, desc: keras.Model, *, patch_size: int = 64, crop_size: int = 32,
               name: str = "ori_stage") -> keras.Model:
     """Stage 2, ORI (DESC frozen by the caller): the crops of ``P1`` and ``P2`` at their centre,
     each rotated by ORI's own estimate; the pair term makes the two rotated crops describe
@@ -343,7 +351,7 @@ def ori_stage(ori: keras.Model, desc: keras.Model, patch_size: int = 64, crop_si
     return keras.Model(p, out, name=name)
 
 
-def det_stage(det: keras.Model, ori: keras.Model, desc: keras.Model, patch_size: int = 64,
+def det_stage(det: keras.Model, ori: keras.Model, desc: keras.Model, *, patch_size: int = 64,
               crop_size: int = 32, beta: float = 1.0, name: str = "det_stage") -> keras.Model:
     """Stage 3, DET (ORI and DESC frozen by the caller): the whole pipeline
     ``h(G(P, x, ori(G(P, x))))`` with ``x = softargmax(S(P))`` on ``P1`` and ``P2`` (the pair

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-def digit_branch(input_shape=(8, 8, 1), embedding_dim: int = 2, filters=(32, 64),
+def digit_branch(input_shape=(8, 8, 1), embedding_dim: int = 2, *, filters=(32, 64),
                  hidden_units: int = 128, name: str = "branch") -> keras.Model:
     """The branch ``D`` of a Siamese network for small grey digit images.
 
@@ -93,7 +93,7 @@ class L2Pooling2D(layers.Layer):
         return {**super().get_config(), "pool_size": self.pool_size, "epsilon": self.epsilon}
 
 
-def patch_descriptor(patch_size: int = 32, descriptor_dim: int = 64, filters=(32, 64),
+def patch_descriptor(input_shape=(32, 32, 1), descriptor_dim: int = 64, *, filters=(32, 64),
                      name: str = "desc") -> keras.Model:
     """Simo-Serra et al.'s patch descriptor network, scaled from 64x64 to 32x32 patches.
 
@@ -104,18 +104,23 @@ def patch_descriptor(patch_size: int = 32, descriptor_dim: int = 64, filters=(32
     numbers. Input: a grey patch normalised to zero mean and unit standard deviation.
 
     Args:
-        patch_size: side of the square input patch (a multiple of 4).
+        input_shape: ``(S, S, channels)``, a square patch whose side ``S`` is a multiple of 4.
         descriptor_dim: descriptor size.
         filters: channels of the first two convolutions.
         name: model name.
 
     Returns:
-        A ``keras.Model`` mapping ``(N, patch_size, patch_size, 1)`` to ``(N, descriptor_dim)``.
+        A ``keras.Model`` mapping ``(N, S, S, channels)`` to ``(N, descriptor_dim)``.
     """
+    if len(input_shape) != 3 or input_shape[0] != input_shape[1]:
+        raise ValueError(f"input_shape must be (S, S, channels), a square patch, got "
+                         f"{input_shape!r}.")
+    patch_size = int(input_shape[0])
     if patch_size % 4 or patch_size < 16:
-        raise ValueError(f"patch_size must be a multiple of 4 and at least 16 (two 2x2 poolings), "
-                         f"got {patch_size}; try {max(16, 4 * round(patch_size / 4))}.")
-    inputs = keras.Input(shape=(patch_size, patch_size, 1), name="patch")
+        raise ValueError(f"input_shape={tuple(input_shape)!r}: the side must be a multiple of 4 "
+                         f"and at least 16 (two 2x2 poolings); try "
+                         f"{max(16, 4 * round(patch_size / 4))}.")
+    inputs = keras.Input(shape=tuple(input_shape), name="patch")
     x = inputs
     for i, width in enumerate(filters):
         x = layers.Conv2D(width, 5, padding="same", activation="tanh", name=f"conv{i + 1}")(x)
@@ -145,7 +150,7 @@ class PairDistance(layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
-def siamese_network(branch: keras.Model, name: str = "siamese") -> keras.Model:
+def siamese_network(branch: keras.Model, *, name: str = "siamese") -> keras.Model:
     """Two inputs, one branch ``D`` applied to both, and their distance ``||D(x_1) - D(x_2)||``.
 
     Calling the same ``branch`` model twice is what shares the weights: there is only one set.
@@ -167,7 +172,7 @@ def siamese_network(branch: keras.Model, name: str = "siamese") -> keras.Model:
     return keras.Model([x1, x2], distance, name=name)
 
 
-def descriptor_pair_network(branch: keras.Model, name: str = "descriptor_pairs") -> keras.Model:
+def descriptor_pair_network(branch: keras.Model, *, name: str = "descriptor_pairs") -> keras.Model:
     """Two inputs, one shared branch, the two descriptors stacked: ``(N, 2, D)``.
 
     For losses that need the descriptors themselves rather than one distance per pair, e.g.

@@ -48,7 +48,7 @@ BACKGROUND_TEST_PHOTOS = ("rocket", "coins", "gravel", "moon", "hubble_deep_fiel
 """Photos behind the test views (never seen in training)."""
 
 
-def wohlhart_lepetit_net(input_shape=(32, 32, 1), descriptor_dim: int = 3,
+def wohlhart_lepetit_net(input_shape=(32, 32, 1), descriptor_dim: int = 3, *,
                          filters=(16, 7), hidden_units: int = 256, batch_norm: bool = False,
                          name: str = "descriptor_net") -> keras.Model:
     """Wohlhart and Lepetit's descriptor network, for small grey images.
@@ -97,7 +97,7 @@ TRIPLET_INPUTS = ("anchor", "positive", "negative", "same_pose")
 background, noise and lighting)."""
 
 
-def triplet_network(branch: keras.Model, name: str = "triplet_network") -> keras.Model:
+def triplet_network(branch: keras.Model, *, name: str = "triplet_network") -> keras.Model:
     """The shared branch applied to the four images of a sample, descriptors ``(N, 4, D)``."""
     if len(branch.inputs) != 1 or len(branch.outputs) != 1:
         raise ValueError(f"branch must have one input and one output, got "
