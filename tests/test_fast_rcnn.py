@@ -7,14 +7,14 @@ import keras
 import numpy as np
 import pytest
 
-from bestiary_keras.detection import boxes as B
 from bestiary_keras.detection import fast_rcnn as F
+from bestiary_keras.detection import roi_pooling as P
 
 
 # ----------------------------------------------------------------------------- RoI pooling
 def test_roi_pool_hand_cases():
     x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)  # row-major 0..15
-    pool = F.RoIMaxPooling(2, spatial_scale=1.0)
+    pool = P.RoIMaxPooling(2, spatial_scale=1.0)
     # the whole map in 2x2 bins: the max of each quadrant
     out = np.asarray(pool(x, np.array([[[0, 0, 4, 4]]], np.float32)))
     np.testing.assert_array_equal(out[0, 0, ..., 0], [[5, 7], [13, 15]])
@@ -25,7 +25,7 @@ def test_roi_pool_hand_cases():
     out = np.asarray(pool(x, np.array([[[0, 0, 3, 1]]], np.float32)))
     np.testing.assert_array_equal(out[0, 0, ..., 0], [[1, 2], [1, 2]])
     # stride 2 (spatial_scale 0.5): pixels [0, 8) are cells [0, 4)
-    out = np.asarray(F.RoIMaxPooling(1, 0.5)(x, np.array([[[0, 0, 8, 8]]], np.float32)))
+    out = np.asarray(P.RoIMaxPooling(1, 0.5)(x, np.array([[[0, 0, 8, 8]]], np.float32)))
     assert out[0, 0, 0, 0, 0] == 15
     # an RoI outside the map gives zeros (no -inf, no NaN)
     out = np.asarray(pool(x, np.array([[[10, 10, 20, 20]]], np.float32)))
@@ -35,7 +35,7 @@ def test_roi_pool_hand_cases():
 def test_roi_pool_takes_a_true_max_not_a_resize():
     x = np.zeros((1, 6, 6, 1), np.float32)
     x[0, 1, 1, 0] = 9.0  # a single spike inside the first bin of a 6x6 RoI in 2x2 bins
-    out = np.asarray(F.RoIMaxPooling(2, 1.0)(x, np.array([[[0, 0, 6, 6]]], np.float32)))
+    out = np.asarray(P.RoIMaxPooling(2, 1.0)(x, np.array([[[0, 0, 6, 6]]], np.float32)))
     np.testing.assert_array_equal(out[0, 0, ..., 0], [[9, 0], [0, 0]])
 
 
@@ -47,10 +47,10 @@ def test_roi_pool_matches_the_slow_reference(pool_size, scale):
     wh = rng.uniform(0, 30, (2, 25, 2))
     rois = np.concatenate([xy, xy + wh], -1).astype(np.float32)
     rois[0, 0] = 0.0  # a zero-size padding RoI
-    out = np.asarray(F.RoIMaxPooling(pool_size, scale)(features, rois))
+    out = np.asarray(P.RoIMaxPooling(pool_size, scale)(features, rois))
     assert out.shape == (2, 25, pool_size, pool_size, 3)
     for b in range(2):
-        ref = F.roi_max_pool_reference(features[b], rois[b], pool_size, scale)
+        ref = P.roi_max_pool_reference(features[b], rois[b], pool_size, scale)
         np.testing.assert_array_equal(out[b], ref)
 
 
@@ -59,7 +59,7 @@ def test_roi_pool_gradient_goes_to_the_argmax():
 
     x = tf.Variable(np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1))
     with tf.GradientTape() as tape:
-        out = F.RoIMaxPooling(2, 1.0)(x, tf.constant([[[0, 0, 4, 4]]], tf.float32))
+        out = P.RoIMaxPooling(2, 1.0)(x, tf.constant([[[0, 0, 4, 4]]], tf.float32))
         total = tf.reduce_sum(out)
     grad = tape.gradient(total, x).numpy()[0, ..., 0]
     expected = np.zeros((4, 4))
@@ -68,15 +68,15 @@ def test_roi_pool_gradient_goes_to_the_argmax():
 
 
 def test_roi_pool_config_and_errors():
-    layer = F.RoIMaxPooling((3, 4), 0.25, name="roi")
-    clone = F.RoIMaxPooling.from_config(layer.get_config())
+    layer = P.RoIMaxPooling((3, 4), 0.25, name="roi")
+    clone = P.RoIMaxPooling.from_config(layer.get_config())
     assert clone.pool_size == (3, 4) and clone.spatial_scale == 0.25 and clone.name == "roi"
     out = clone(np.zeros((1, 4, 4, 2), np.float32), np.array([[[0, 0, 16, 16]]], np.float32))
     assert tuple(out.shape) == (1, 1, 3, 4, 2)
     with pytest.raises(ValueError, match="spatial_scale"):
-        F.RoIMaxPooling(7, 0)
+        P.RoIMaxPooling(7, 0)
     with pytest.raises(ValueError, match="pool_size"):
-        F.RoIMaxPooling(0)
+        P.RoIMaxPooling(0)
 
 
 # ----------------------------------------------------------------------------- loss

@@ -8,7 +8,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from bestiary_keras.detection.fast_rcnn import RoIMaxPooling  # noqa: E402
+from bestiary_keras.detection.roi_pooling import RoIMaxPooling  # noqa: E402
 from bestiary_keras.detection.roi_align import RoIAlign, roi_align_reference  # noqa: E402
 
 

@@ -28,9 +28,9 @@ from keras import layers, ops
 from bestiary_keras import geometry
 from bestiary_keras.detection import boxes as box_utils
 from bestiary_keras.detection.backbones import vgg_backbone
+from bestiary_keras.detection.roi_pooling import RoIMaxPooling
 from bestiary_keras.detection.fast_rcnn import (
     BOX_VARIANCES,
-    RoIMaxPooling,
     detection_head,
     detections_to_list,
     fast_rcnn_loss,

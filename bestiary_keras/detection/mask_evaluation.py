@@ -267,7 +267,7 @@ def ablation_mask_ap(features_train, features_test, train, test, detections, *, 
     Returns:
         ``(mask AP, mask AP@0.5, losses)``.
     """
-    from bestiary_keras.detection.fast_rcnn import RoIMaxPooling
+    from bestiary_keras.detection.roi_pooling import RoIMaxPooling
     from bestiary_keras.detection.mask_rcnn import mask_head
     from bestiary_keras.detection.roi_align import RoIAlign
 

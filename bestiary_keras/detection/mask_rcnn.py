@@ -32,12 +32,12 @@ from bestiary_keras.batching import SeededBatches
 from bestiary_keras.detection import boxes as box_utils
 from bestiary_keras.detection import faster_rcnn as frcnn
 from bestiary_keras.detection.fast_rcnn import (
-    RoIMaxPooling,
     fast_rcnn_loss,
     postprocess,
     sample_rois,
 )
 from bestiary_keras.detection.roi_align import RoIAlign
+from bestiary_keras.detection.roi_pooling import RoIMaxPooling
 
 __all__ = [
     "MASK_SIZE",

@@ -1,6 +1,6 @@
 """RoIAlign (He, Gkioxari, Dollár, Girshick, "Mask R-CNN", ICCV 2017, Sec. 3): notebook 11.
 
-RoI max pooling (``fast_rcnn.RoIMaxPooling``) rounds twice: the RoI's borders to feature cells,
+RoI max pooling (``roi_pooling.RoIMaxPooling``) rounds twice: the RoI's borders to feature cells,
 then its bins to cells. Each rounding shifts the pooled grid by up to one feature cell, which
 is harmless for a class score and ruinous for a pixel-accurate mask. RoIAlign rounds nothing:
 
@@ -32,7 +32,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from bestiary_keras.detection.fast_rcnn import check_roi_pooling
+from bestiary_keras.detection.roi_pooling import check_roi_pooling
 
 __all__ = ["interpolation_weights", "sample_coordinates", "RoIAlign", "roi_align_reference"]
 
@@ -87,7 +87,7 @@ def interpolation_weights(coordinates, size: int, bins: int, xp=ops):
     return xp.mean(grouped, axis=-2)
 
 
-@keras.saving.register_keras_serializable(package="bestiary")
+@keras.saving.register_keras_serializable(package="bestiary_keras")
 class RoIAlign(layers.Layer):
     """RoIAlign: every RoI becomes a ``P x P`` map, with no quantisation anywhere.
 
