@@ -1,9 +1,15 @@
-"""Figures of the descriptor chapter (notebooks 15 to 17): pairs, embeddings, histograms, ROC."""
+"""Figures of the descriptor chapter (notebooks 15 to 17): pairs, embeddings, histograms, ROC.
+
+Built on ``bestiary_keras.figures``: its palette (``class_colors``: class ``k`` has one colour in
+every chapter), its image grid (``show_scenes``) and its font sizes.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from bestiary_keras.figures import (FONT_SIZE, GT_COLOR, PRED_COLOR, TITLE_SIZE, class_colors,
+                                    show_scenes)
 from bestiary_keras.metric_learning import evaluation
 
 __all__ = [
@@ -20,54 +26,44 @@ def _axes(ax, figsize=(5, 4)):
     return ax
 
 
-def show_pairs(first, second, same, *, num: int = 8, title: str | None = None,
-               cmap: str = "gray"):
-    """A grid of pairs: one column per pair, ``first`` above ``second``, labelled same/different.
+def show_pairs(first, second, same, *, num: int = 8, title: str | None = None):
+    """A grid of pairs (``figures.show_scenes``): one column per pair, ``first`` above
+    ``second``, titled same (green) or different (red).
 
     Args:
-        first, second: images ``(N, H, W)`` or ``(N, H, W, 1)``.
+        first, second: grey images ``(N, H, W)`` or ``(N, H, W, 1)`` in [0, 1].
         same: ``(N,)`` labels, 1 = same (class or scene point), 0 = different.
         num: pairs to show (the first ones).
 
     Returns:
         The matplotlib figure.
     """
-    import matplotlib.pyplot as plt
-
     num = min(num, len(first))
-    fig, axes = plt.subplots(2, num, figsize=(1.2 * num, 2.8), squeeze=False)
-    for k in range(num):
-        for row, images in enumerate((first, second)):
-            ax = axes[row, k]
-            ax.imshow(np.squeeze(np.asarray(images[k])), cmap=cmap)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[0, k].set_title("same" if same[k] else "different", fontsize=9,
-                             color="tab:green" if same[k] else "tab:red")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    titles = ["same" if same[k] else "different" for k in range(num)]
+    fig = show_scenes([list(first[:num]), list(second[:num])], titles=titles,
+                      row_labels=["first", "second"], title=title, cell=1.2)
+    for k, ax in enumerate(fig.axes[:num]):
+        ax.title.set_color(GT_COLOR if same[k] else PRED_COLOR)
     return fig
 
 
 def plot_embedding(points, labels, *, ax=None, title: str | None = None, names=None):
-    """A 2-D scatter of descriptors coloured by class (the first two coordinates)."""
-    import matplotlib.pyplot as plt
-
+    """A 2-D scatter of descriptors coloured by class (the first two coordinates), in the
+    collection's class colours (``figures.class_colors``)."""
     ax = _axes(ax)
     points = np.asarray(points)
     labels = np.asarray(labels)
     classes = np.unique(labels)
-    colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    colours = class_colors(len(classes))
     for k, c in enumerate(classes):
         sel = labels == c
-        ax.scatter(points[sel, 0], points[sel, 1], s=6, color=colours(k % colours.N),
+        ax.scatter(points[sel, 0], points[sel, 1], s=6, color=colours[k],
                    label=str(c if names is None else names[c]))
-    ax.legend(markerscale=2, fontsize=7, ncol=2, loc="best")
-    ax.set_xlabel("descriptor[0]")
-    ax.set_ylabel("descriptor[1]")
+    ax.legend(markerscale=2, fontsize=FONT_SIZE - 1, ncol=2, loc="best")
+    ax.set_xlabel("descriptor[0]", fontsize=FONT_SIZE + 1)
+    ax.set_ylabel("descriptor[1]", fontsize=FONT_SIZE + 1)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=TITLE_SIZE + 1)
     return ax
 
 
@@ -78,8 +74,8 @@ def plot_distance_histograms(distances, same, *, ax=None, threshold=None, title=
     distances = np.asarray(distances)
     same = np.asarray(same).astype(bool)
     edges = np.linspace(0, np.quantile(distances, 0.995) * 1.05 + 1e-9, bins + 1)
-    ax.hist(distances[same], bins=edges, alpha=0.6, color="tab:green", label="matching (y = 1)")
-    ax.hist(distances[~same], bins=edges, alpha=0.6, color="tab:red",
+    ax.hist(distances[same], bins=edges, alpha=0.6, color=GT_COLOR, label="matching (y = 1)")
+    ax.hist(distances[~same], bins=edges, alpha=0.6, color=PRED_COLOR,
             label="non-matching (y = 0)")
     if threshold is not None:
         ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.2f}")
@@ -155,7 +151,7 @@ def plot_descriptor_curves_3d(template_desc, template_object, template_azimuth, 
     if ax is None:
         fig = plt.figure(figsize=(6, 5.5))
         ax = fig.add_subplot(projection="3d")
-    colours = plt.get_cmap("tab10")
+    colours = class_colors(len(names))
     d = np.asarray(template_desc)
     if d.shape[1] != 3:
         raise ValueError(f"template_desc must be 3-dimensional, got shape {d.shape}.")
@@ -163,11 +159,11 @@ def plot_descriptor_curves_3d(template_desc, template_object, template_azimuth, 
         sel = np.flatnonzero(np.asarray(template_object) == o)
         sel = sel[np.argsort(np.asarray(template_azimuth)[sel])]
         loop = np.r_[sel, sel[:1]]
-        ax.plot(d[loop, 0], d[loop, 1], d[loop, 2], "-o", ms=2.5, color=colours(o),
+        ax.plot(d[loop, 0], d[loop, 1], d[loop, 2], "-o", ms=2.5, color=colours[o],
                 label=f"{name} templates")
         if query_desc is not None:
             q = np.asarray(query_desc)[np.asarray(query_object) == o]
-            ax.scatter(q[:, 0], q[:, 1], q[:, 2], s=4, alpha=0.35, color=colours(o))
+            ax.scatter(q[:, 0], q[:, 1], q[:, 2], s=4, alpha=0.35, color=colours[o])
     ax.set_xlabel("f[0]")
     ax.set_ylabel("f[1]")
     ax.set_zlabel("f[2]")
