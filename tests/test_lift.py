@@ -132,7 +132,7 @@ def test_soft_argmax_is_the_weighted_mean_and_has_gradients():
 def test_builders_reject_bad_sizes():
     with pytest.raises(ValueError, match="kernel_size"):
         lift.detector_net(kernel_size=4)
-    with pytest.raises(ValueError, match=r"input_shape=\(30, 30, 1\).*multiple of 4.*try 28"):
+    with pytest.raises(ValueError, match=r"input_shape=\(30, 30, 1\).*multiple of 4.*try 28 or 32"):
         lift.orientation_net((30, 30, 1))
     with pytest.raises(ValueError, match="square crop"):
         lift.orientation_net((32, 16, 1))

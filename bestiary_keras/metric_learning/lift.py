@@ -31,6 +31,7 @@ import keras
 from keras import layers, ops
 
 from bestiary_keras.metric_learning import losses
+from bestiary_keras.metric_learning.siamese import square_side
 
 __all__ = [
     "crop_and_rotate", "crop_coordinates", "CropAndRotate", "desc_stage", "det_stage",
@@ -252,14 +253,9 @@ def orientation_net(input_shape=(32, 32, 1), *, filters=(16, 32), hidden_units: 
     Returns:
         A ``keras.Model`` ``(N, c, c, channels) -> (N, 2)`` with unit rows.
     """
-    if len(input_shape) != 3 or input_shape[0] != input_shape[1]:
-        raise ValueError(f"input_shape must be (c, c, channels), a square crop, got "
-                         f"{input_shape!r}.")
-    crop_size, step = int(input_shape[0]), 2 ** len(filters)
-    if crop_size < step or crop_size % step:
-        raise ValueError(f"input_shape={tuple(input_shape)!r}: the side must be a positive "
-                         f"multiple of {step} (one 2x2 pooling per convolution in "
-                         f"filters={tuple(filters)}); try {max(step, crop_size // step * step)}.")
+    step = 2 ** len(filters)
+    square_side(input_shape, "crop", multiple=step, minimum=step,
+                why=f"one 2x2 pooling per convolution in filters={tuple(filters)}")
     inputs = keras.Input(shape=tuple(input_shape), name="crop")
     x = inputs
     for i, width in enumerate(filters):

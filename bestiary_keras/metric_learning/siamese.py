@@ -26,7 +26,7 @@ from bestiary_keras.metric_learning.losses import DISTANCE_EPSILON, euclidean_di
 
 __all__ = [
     "descriptor_pair_network", "digit_branch", "embed", "L2Pooling2D", "PairDistance",
-    "patch_descriptor", "siamese_network",
+    "patch_descriptor", "siamese_network", "square_side",
 ]
 
 
@@ -93,6 +93,22 @@ class L2Pooling2D(layers.Layer):
         return {**super().get_config(), "pool_size": self.pool_size, "epsilon": self.epsilon}
 
 
+def square_side(input_shape, what: str, *, multiple: int, minimum: int, why: str) -> int:
+    """The side ``S`` of a square ``(S, S, channels)`` input whose side must be a multiple of
+    ``multiple`` and at least ``minimum`` (``why`` says why); a ``ValueError`` naming the shape
+    and the nearest sides that work otherwise."""
+    if len(input_shape) != 3 or input_shape[0] is None or input_shape[0] != input_shape[1]:
+        raise ValueError(f"input_shape must be (S, S, channels), a square {what}, got "
+                         f"{input_shape!r}.")
+    side = int(input_shape[0])
+    if side < minimum or side % multiple:
+        lower = max(minimum, side // multiple * multiple)
+        nearest = f"{lower} or {lower + multiple}" if side > minimum else f"{lower}"
+        raise ValueError(f"input_shape={tuple(input_shape)!r}: the side must be a multiple of "
+                         f"{multiple} and at least {minimum} ({why}); try {nearest}.")
+    return side
+
+
 def patch_descriptor(input_shape=(32, 32, 1), descriptor_dim: int = 64, *, filters=(32, 64),
                      name: str = "desc") -> keras.Model:
     """Simo-Serra et al.'s patch descriptor network, scaled from 64x64 to 32x32 patches.
@@ -112,14 +128,8 @@ def patch_descriptor(input_shape=(32, 32, 1), descriptor_dim: int = 64, *, filte
     Returns:
         A ``keras.Model`` mapping ``(N, S, S, channels)`` to ``(N, descriptor_dim)``.
     """
-    if len(input_shape) != 3 or input_shape[0] != input_shape[1]:
-        raise ValueError(f"input_shape must be (S, S, channels), a square patch, got "
-                         f"{input_shape!r}.")
-    patch_size = int(input_shape[0])
-    if patch_size % 4 or patch_size < 16:
-        raise ValueError(f"input_shape={tuple(input_shape)!r}: the side must be a multiple of 4 "
-                         f"and at least 16 (two 2x2 poolings); try "
-                         f"{max(16, 4 * round(patch_size / 4))}.")
+    patch_size = square_side(input_shape, "patch", multiple=4, minimum=16,
+                             why="two 2x2 poolings")
     inputs = keras.Input(shape=tuple(input_shape), name="patch")
     x = inputs
     for i, width in enumerate(filters):
