@@ -45,6 +45,7 @@ __all__ = [
     "sample_rois",
     "postprocess",
     "detections_to_list",
+    "deserialize_parts",
     "FastRCNN",
     "fast_rcnn",
 ]
@@ -210,6 +211,13 @@ def detections_to_list(boxes, scores, classes, count):
 
 
 # ----------------------------------------------------------------------------- the detector
+def deserialize_parts(config: dict, keys) -> dict:
+    """A detector's config with its sub-models and layers (``keys``) deserialised (the
+    ``from_config`` of the subclassed detectors)."""
+    return {**config, **{key: keras.saving.deserialize_keras_object(config[key]) for key in keys}}
+
+
+@keras.saving.register_keras_serializable(package="bestiary_keras")
 class FastRCNN(keras.Model):
     """Fast R-CNN on precomputed proposals: shared conv body, RoI max pooling, FC head.
 
@@ -236,8 +244,24 @@ class FastRCNN(keras.Model):
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
         self.max_detections = int(max_detections)
+        self.seed = int(seed)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.trackers = {k: keras.metrics.Mean(name=k) for k in ("loss", "l_cls", "l_loc")}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {key: keras.saving.serialize_keras_object(getattr(self, key))
+             for key in ("body", "head", "roi_pool")},
+            image_size=self.image_size, num_classes=self.num_classes,
+            rois_per_image=self.rois_per_image, positive_fraction=self.positive_fraction,
+            lambda_=self.lambda_, score_threshold=self.score_threshold, nms_iou=self.nms_iou,
+            max_detections=self.max_detections, seed=self.seed)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**deserialize_parts(config, ("body", "head", "roi_pool")))
 
     @property
     def metrics(self):

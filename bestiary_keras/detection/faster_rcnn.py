@@ -31,6 +31,7 @@ from bestiary_keras.detection.backbones import vgg_backbone
 from bestiary_keras.detection.roi_pooling import RoIMaxPooling
 from bestiary_keras.detection.fast_rcnn import (
     BOX_VARIANCES,
+    deserialize_parts,
     detection_head,
     detections_to_list,
     fast_rcnn_loss,
@@ -176,6 +177,7 @@ def propose(anchors, logits, deltas, image_size, pre_nms: int = 200, post_nms: i
     return proposals, proposal_scores, valid
 
 
+@keras.saving.register_keras_serializable(package="bestiary_keras")
 class FasterRCNN(keras.Model):
     """Faster R-CNN: shared body, RPN, proposals by NMS, RoI max pooling, Fast R-CNN head.
 
@@ -209,6 +211,29 @@ class FasterRCNN(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
         names = ("loss", "rpn_cls", "rpn_reg", "l_cls", "l_loc")
         self.trackers = {k: keras.metrics.Mean(name=k) for k in names}
+        self.seed = int(seed)
+
+    PARTS = ("body", "rpn", "head", "roi_pool")
+    """The sub-models and layers that ``get_config`` serialises."""
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({key: keras.saving.serialize_keras_object(getattr(self, key))
+                       for key in self.PARTS})
+        config.update(
+            anchors=self.anchors.tolist(), image_size=self.image_size,
+            num_classes=self.num_classes, rpn_samples=self.rpn_samples,
+            rpn_lambda=self.rpn_lambda, rois_per_image=self.rois_per_image,
+            positive_fraction=self.positive_fraction, head_lambda=self.head_lambda,
+            pre_nms_train=self.pre_nms_train, post_nms_train=self.post_nms_train,
+            pre_nms_test=self.pre_nms_test, post_nms_test=self.post_nms_test,
+            score_threshold=self.score_threshold, nms_iou=self.nms_iou,
+            max_detections=self.max_detections, seed=self.seed)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**deserialize_parts(config, cls.PARTS))
 
     @property
     def metrics(self):

@@ -32,6 +32,7 @@ from bestiary_keras.batching import SeededBatches
 from bestiary_keras.detection import boxes as box_utils
 from bestiary_keras.detection import faster_rcnn as frcnn
 from bestiary_keras.detection.fast_rcnn import (
+    deserialize_parts,
     fast_rcnn_loss,
     postprocess,
     sample_rois,
@@ -232,6 +233,7 @@ def mask_loss(class_ids, targets, logits, softmax: bool = False):
     return ops.sum(per_roi * foreground) / ops.maximum(ops.sum(foreground), 1.0)
 
 
+@keras.saving.register_keras_serializable(package="bestiary_keras")
 class MaskRCNN(frcnn.FasterRCNN):
     """Faster R-CNN (``faster_rcnn.FasterRCNN``) with a mask branch.
 
@@ -251,6 +253,23 @@ class MaskRCNN(frcnn.FasterRCNN):
         self.mask_lambda = float(mask_lambda)
         self.mask_size = int(mask_net.output.shape[1])
         self.trackers["l_mask"] = keras.metrics.Mean(name="l_mask")
+
+    PARTS = frcnn.FasterRCNN.PARTS + ("mask_pool", "mask_net")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({key: keras.saving.serialize_keras_object(getattr(self, key))
+                       for key in ("mask_pool", "mask_net")})
+        # ``features`` shares the body's layers: saved as the strides it reads, rebuilt on load
+        strides = [self.image_size // int(out.shape[1]) for out in self.features.outputs]
+        config.update(features=strides, softmax=self.softmax, mask_lambda=self.mask_lambda)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = deserialize_parts(config, cls.PARTS)
+        config["features"] = feature_maps(config["body"], tuple(config["features"]))
+        return cls(**config)
 
     def mask_logits(self, fine, rois, training=False):
         """``(B, R, m, m, K)`` (or ``K + 1``) mask logits of ``rois`` on the fine map."""
