@@ -24,7 +24,7 @@ from keras import layers
 
 from bestiary_keras.classification.resnet_blocks import (
     BN_EPSILON,
-    _bn_axis,
+    channel_axis,
     stack_residual_blocks,
 )
 
@@ -116,7 +116,7 @@ def resnet(
     if stem not in ("imagenet", "cifar"):
         raise ValueError(f"stem must be 'imagenet' or 'cifar'; got stem={stem!r}.")
     block, blocks_per_stage = RESNET_CONFIGS[depth]
-    bn_axis = _bn_axis()
+    bn_axis = channel_axis()
 
     inputs = keras.Input(shape=input_shape, name="input")
     if stem == "imagenet":
@@ -234,7 +234,7 @@ def cifar_resnet(
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(filters[0], 3, padding="same", use_bias=use_bias, name="conv1_conv")(inputs)
     x = layers.BatchNormalization(
-        axis=_bn_axis(), epsilon=BN_EPSILON, momentum=bn_momentum, name="conv1_bn"
+        axis=channel_axis(), epsilon=BN_EPSILON, momentum=bn_momentum, name="conv1_bn"
     )(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     for stage, stage_filters in enumerate(filters):

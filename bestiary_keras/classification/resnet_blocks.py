@@ -18,7 +18,8 @@ import keras
 from keras import layers
 
 __all__ = [
-    "basic_block_v1", "BLOCK_EXPANSION", "BN_EPSILON", "residual_block_v1", "SHORTCUTS",
+    "basic_block_v1", "BLOCK_EXPANSION", "BN_EPSILON", "channel_axis", "residual_block_v1",
+    "SHORTCUTS",
     "simple_resnet_block", "stack_residual_blocks", "ZeroPadShortcut",
 ]
 
@@ -31,12 +32,13 @@ BLOCK_EXPANSION = {"basic": 1, "bottleneck": 4}
 SHORTCUTS = ("auto", "identity", "projection", "zero_pad")
 
 
-def _bn_axis():
+def channel_axis():
+    """The channel (batch-normalisation) axis of Keras' image data format."""
     return 3 if keras.config.image_data_format() == "channels_last" else 1
 
 
 def _channels(x):
-    return int(x.shape[_bn_axis()])
+    return int(x.shape[channel_axis()])
 
 
 def _check_name(name, what):
@@ -138,10 +140,10 @@ def simple_resnet_block(input_data, filters, conv_size, *, zero_init_residual=Fa
     x = layers.Conv2D(filters, conv_size, padding="same", activation="relu", name=n("1_conv"))(
         input_data
     )
-    x = layers.BatchNormalization(axis=_bn_axis(), name=n("1_bn"))(x)
+    x = layers.BatchNormalization(axis=channel_axis(), name=n("1_bn"))(x)
     x = layers.Conv2D(filters, conv_size, padding="same", activation=None, name=n("2_conv"))(x)
     x = layers.BatchNormalization(
-        axis=_bn_axis(),
+        axis=channel_axis(),
         gamma_initializer="zeros" if zero_init_residual else "ones",
         name=n("2_bn"),
     )(x)
@@ -175,7 +177,7 @@ def _shortcut(
         kernel_initializer=kernel_initializer, name=f"{name}_0_conv",
     )(x)
     return layers.BatchNormalization(
-        axis=_bn_axis(), epsilon=BN_EPSILON, momentum=bn_momentum, name=f"{name}_0_bn"
+        axis=channel_axis(), epsilon=BN_EPSILON, momentum=bn_momentum, name=f"{name}_0_bn"
     )(x)
 
 
@@ -233,7 +235,7 @@ def basic_block_v1(
         Output tensor for the block.
     """
     _check_name(name, "basic_block_v1")
-    bn_axis = _bn_axis()
+    bn_axis = channel_axis()
     if residual:
         short = _shortcut(
             x, filters, stride, shortcut, use_bias, name, bn_momentum, kernel_initializer
@@ -296,7 +298,7 @@ def residual_block_v1(
         Output tensor for the residual block.
     """
     _check_name(name, "residual_block_v1")
-    bn_axis = _bn_axis()
+    bn_axis = channel_axis()
     shortcut = _shortcut(
         x, 4 * filters, stride, "projection" if conv_shortcut else "identity", use_bias, name,
         bn_momentum, kernel_initializer,
