@@ -419,6 +419,7 @@ def plot_curves(histories: dict, metric: str = "loss", *, ax=None, title: str | 
         raise ValueError(f"smooth must be >= 1, got {smooth}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
+    faint = False
     for label, history in histories.items():
         values = history_dict(history)
         if metric not in values:
@@ -426,11 +427,16 @@ def plot_curves(histories: dict, metric: str = "loss", *, ax=None, title: str | 
         y = np.asarray(values[metric], dtype=float)
         steps = np.arange(1, len(y) + 1)
         if smooth > 1 and len(y) >= smooth:
-            (raw,) = ax.plot(steps, y, linewidth=0.6, alpha=0.3, label=f"{label} (per batch)")
+            # one run: its raw line is named; several: one grey legend entry names them all
+            (raw,) = ax.plot(steps, y, linewidth=0.6, alpha=0.3,
+                             label=f"{label} (per batch)" if len(histories) == 1 else None)
             ax.plot(steps[smooth - 1:], moving_average(y, smooth), color=raw.get_color(),
                     linewidth=1.6, label=f"{label} (moving average of {smooth} steps)")
+            faint = len(histories) > 1
         else:
             ax.plot(steps, y, label=label)
+    if faint:
+        ax.plot([], [], color="grey", linewidth=0.6, alpha=0.5, label="per batch (faint lines)")
     ax.set_xlabel(xlabel, fontsize=FONT_SIZE + 1)
     ax.set_ylabel(metric, fontsize=FONT_SIZE + 1)
     if logy:

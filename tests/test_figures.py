@@ -235,6 +235,12 @@ def test_plot_curves_per_batch_and_labelled_average():
         "run (per batch)", "run (moving average of 2 steps)"]
     ax = plot_curves({"a": {"loss": [1.0, 0.5]}, "b": {"loss": [2.0, 1.0]}})
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    # several runs: one entry per moving average and one for all the faint per-batch lines
+    ax = plot_curves({"a": {"loss": [1.0, 0.5, 0.2]}, "b": {"loss": [2.0, 1.0, 0.4]}}, smooth=2)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "a (moving average of 2 steps)", "b (moving average of 2 steps)",
+        "per batch (faint lines)"]
+    np.testing.assert_allclose(ax.lines[2].get_xydata(), [[1, 2.0], [2, 1.0], [3, 0.4]])
     with pytest.raises(ValueError, match="no metric 'acc'"):
         plot_curves({"a": {"loss": [1.0]}}, "acc")
     with pytest.raises(ValueError, match="smooth"):
