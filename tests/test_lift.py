@@ -270,3 +270,10 @@ def test_hardest_negative_descriptors_hand_case():
     # pair + max(0, 2 - negative distance): 0.5 + 1.8, 0 + 1.5, 4 + 1.5
     assert float(cost(np.array([0.0, 1, 2]), packed)) == pytest.approx((2.3 + 1.5 + 5.5) / 3,
                                                                        abs=1e-4)
+
+
+def test_detector_class_loss_takes_labels_then_scores():
+    # alpha_i max(0, 1 - s_i y_i)^2: (1 - 0.5)^2 = 0.25, (1 + 0.5)^2 = 2.25, (1 - 2)^+ = 0
+    cost = losses.detector_class_loss(np.float32([1, -1, 1]), np.float32([0.5, 0.5, 2.0]),
+                                      weights=np.float32([1, 2, 1]))
+    np.testing.assert_allclose(np.asarray(cost), [0.25, 4.5, 0.0])

@@ -55,19 +55,19 @@ def test_roc_functions_equal_the_hand_written_roc_with_ties(seed):
     rng = np.random.default_rng(seed)
     distances = np.round(rng.random(300), 2)  # many ties
     labels = (rng.random(300) < 0.4).astype(int)
-    fpr, tpr, thresholds = evaluation.roc_curve(distances, labels)
+    fpr, tpr, thresholds = evaluation.roc_curve(labels, distances)
     old_fpr, old_tpr, old_thresholds = _old_roc_curve(distances, labels)
     np.testing.assert_array_equal(fpr, old_fpr)
     np.testing.assert_array_equal(tpr, old_tpr)
     np.testing.assert_array_equal(thresholds, old_thresholds)  # distances, -inf first
     old_auc = np.sum(np.diff(old_fpr) * (old_tpr[1:] + old_tpr[:-1]) / 2)
-    assert evaluation.roc_auc(distances, labels) == pytest.approx(old_auc, abs=1e-14)
+    assert evaluation.roc_auc(labels, distances) == pytest.approx(old_auc, abs=1e-14)
 
 
 def test_roc_auc_reads_distances_not_scores():
     # matching pairs closer than every non-matching one: AUC 1, not 0
-    assert evaluation.roc_auc([0.1, 0.2, 0.9, 1.0], [1, 1, 0, 0]) == 1.0
-    assert evaluation.roc_auc([0.1, 0.2, 0.9, 1.0], [0, 0, 1, 1]) == 0.0
+    assert evaluation.roc_auc([1, 1, 0, 0], [0.1, 0.2, 0.9, 1.0]) == 1.0
+    assert evaluation.roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.9, 1.0]) == 0.0
 
 
 def test_nearest_neighbors_equal_the_numpy_search():

@@ -175,25 +175,25 @@ def test_roc_curve_hand_case():
     # distances of 2 matching (1) and 2 non-matching (0) pairs
     d = [0.1, 0.4, 0.35, 0.8]
     y = [1, 0, 1, 0]
-    fpr, tpr, thresholds = evaluation.roc_curve(d, y)
+    fpr, tpr, thresholds = evaluation.roc_curve(y, d)
     np.testing.assert_allclose(tpr, [0, 0.5, 1.0, 1.0, 1.0])
     np.testing.assert_allclose(fpr, [0, 0, 0, 0.5, 1.0])
     np.testing.assert_allclose(thresholds[1:], [0.1, 0.35, 0.4, 0.8])
-    assert evaluation.roc_auc(d, y) == pytest.approx(1.0)
-    assert evaluation.fpr_at_recall(d, y, 0.95) == 0.0
+    assert evaluation.roc_auc(y, d) == pytest.approx(1.0)
+    assert evaluation.fpr_at_recall(y, d, 0.95) == 0.0
 
 
 def test_fpr_at_recall_and_best_threshold():
     d = [0.1, 0.5, 0.3, 0.2, 0.4, 0.6]
     y = [1, 1, 0, 1, 0, 0]
     # 95% recall needs the threshold 0.5 (all three matches): 2 of 3 non-matches below it.
-    assert evaluation.fpr_at_recall(d, y) == pytest.approx(2 / 3)
-    threshold, accuracy = evaluation.best_threshold(d, y)
+    assert evaluation.fpr_at_recall(y, d) == pytest.approx(2 / 3)
+    threshold, accuracy = evaluation.best_threshold(y, d)
     assert accuracy == pytest.approx(5 / 6)  # threshold between 0.2 and 0.3
     assert 0.2 < threshold < 0.3
-    assert evaluation.verification_accuracy(d, y, threshold) == pytest.approx(5 / 6)
+    assert evaluation.verification_accuracy(y, d, threshold) == pytest.approx(5 / 6)
     with pytest.raises(ValueError, match="both"):
-        evaluation.roc_curve([0.1, 0.2], [1, 1])
+        evaluation.roc_curve([1, 1], [0.1, 0.2])
 
 
 def test_nearest_neighbor_accuracy_hand_case():

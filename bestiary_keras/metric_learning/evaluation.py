@@ -19,9 +19,11 @@ Feature points on image pairs with a known homography (notebook 17):
   the detected points; ``matches_average_precision``: the area under the precision-recall
   curve of the matches ranked by descriptor distance.
 
-The ROC functions wrap scikit-learn's, which rank *scores* (higher = more likely a match): they
-pass the negated distances, so that the rule stays "match when the distance is at most t" and
-the thresholds returned are distances.
+The pair metrics take ``(labels, distances)``, Keras' and scikit-learn's ``(y_true, y_pred)``
+order; the prediction is a *distance* (smaller = more alike), not a score. The ROC functions wrap
+scikit-learn's, which rank scores (higher = more likely a match): they pass the negated
+distances, so that the rule stays "match when the distance is at most t" and the thresholds
+returned are distances.
 """
 
 from __future__ import annotations
@@ -47,15 +49,16 @@ def _pairs(distances, labels):
     return distances, labels
 
 
-def roc_curve(distances, labels):
+def roc_curve(labels, distances):
     """ROC of the rule "match when the distance is at most t", over all thresholds t.
 
     ``sklearn.metrics.roc_curve`` on the negated distances (a smaller distance is a more
     confident match), every threshold kept.
 
     Args:
-        distances: descriptor distance of each pair, shape ``(N,)``.
-        labels: 1 for matching pairs, 0 for non-matching ones.
+        labels: 1 for matching pairs, 0 for non-matching ones, shape ``(N,)`` (``y_true``).
+        distances: descriptor distance of each pair, shape ``(N,)`` (``y_pred``: a distance,
+            smaller = more alike, not a score).
 
     Returns:
         ``(fpr, tpr, thresholds)``, each of shape ``(K,)``, starting at ``(0, 0, -inf)`` and
@@ -68,18 +71,18 @@ def roc_curve(distances, labels):
     return fpr, tpr, -scores
 
 
-def fpr_at_recall(distances, labels, recall: float = 0.95) -> float:
+def fpr_at_recall(labels, distances, recall: float = 0.95) -> float:
     """The false positive rate at the smallest threshold that reaches ``recall`` (FPR95).
 
     Lower is better; 0 means every non-matching pair is farther than 95% of the matching ones.
     """
     if not 0 < recall <= 1:
         raise ValueError(f"recall must be in (0, 1], got {recall}.")
-    fpr, tpr, _ = roc_curve(distances, labels)
+    fpr, tpr, _ = roc_curve(labels, distances)
     return float(fpr[np.argmax(tpr >= recall - 1e-12)])
 
 
-def roc_auc(distances, labels) -> float:
+def roc_auc(labels, distances) -> float:
     """Area under the ROC curve (1 = every matching pair closer than every non-matching one);
     ``sklearn.metrics.roc_auc_score`` on the negated distances."""
     from sklearn import metrics
@@ -88,20 +91,20 @@ def roc_auc(distances, labels) -> float:
     return float(metrics.roc_auc_score(labels, -distances))
 
 
-def verification_accuracy(distances, labels, threshold: float) -> float:
+def verification_accuracy(labels, distances, threshold: float) -> float:
     """Fraction of pairs classified right by "same when the distance is at most threshold"."""
     distances, labels = _pairs(distances, labels)
     return float(np.mean((distances <= threshold) == labels))
 
 
-def best_threshold(distances, labels) -> tuple[float, float]:
+def best_threshold(labels, distances) -> tuple[float, float]:
     """The threshold with the best verification accuracy on these pairs.
 
     Returns:
         ``(threshold, accuracy)``; the threshold sits halfway between two observed distances.
     """
     distances, labels = _pairs(distances, labels)
-    fpr, tpr, thresholds = roc_curve(distances, labels)
+    fpr, tpr, thresholds = roc_curve(labels, distances)
     positives = labels.mean()
     accuracy = positives * tpr + (1 - positives) * (1 - fpr)
     k = int(np.argmax(accuracy))

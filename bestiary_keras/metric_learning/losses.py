@@ -213,13 +213,14 @@ def wohlhart_lepetit_loss(anchor, positive, negative, same, margin: float = 0.01
             + pair_weight * pair_loss(anchor, same))
 
 
-def detector_class_loss(scores, labels, weights=None):
+def detector_class_loss(labels, scores, weights=None):
     r"""LIFT's detector classification term: ``alpha_i max(0, 1 - s_i y_i)^2`` per patch.
 
     Args:
+        labels: ``y_i = +1`` for a patch centred on a feature point, ``-1`` for one without
+            (``y_true``).
         scores: the detector's score of each patch (the soft maximum of its score map),
-            shape ``(N,)``.
-        labels: ``y_i = +1`` for a patch centred on a feature point, ``-1`` for one without.
+            shape ``(N,)`` (``y_pred``).
         weights: ``alpha_i`` (default 1).
 
     Returns:
@@ -275,5 +276,5 @@ def lift_global_cost(desc_1, desc_2, desc_3, scores=None, score_labels=None, *,
         if score_labels is None:
             score_labels = ops.ones_like(scores) * ops.convert_to_tensor(
                 [1.0, 1.0, 1.0, -1.0], dtype=scores.dtype)
-        cost = cost + gamma * ops.sum(detector_class_loss(scores, score_labels), axis=-1)
+        cost = cost + gamma * ops.sum(detector_class_loss(score_labels, scores), axis=-1)
     return cost

@@ -88,14 +88,14 @@ def plot_distance_histograms(distances, same, *, ax=None, threshold=None, title=
 
 
 def plot_roc(curves: dict, *, ax=None, title: str | None = None, max_fpr: float = 0.3):
-    """ROC curves of several descriptors: ``{"name": (distances, labels), ...}``.
+    """ROC curves of several descriptors: ``{"name": (labels, distances), ...}``.
 
     The legend gives each curve's FPR at 95% recall; the x axis stops at ``max_fpr``.
     """
     ax = _axes(ax, (5, 4))
-    for name, (distances, labels) in curves.items():
-        fpr, tpr, _ = evaluation.roc_curve(distances, labels)
-        fpr95 = evaluation.fpr_at_recall(distances, labels)
+    for name, (labels, distances) in curves.items():
+        fpr, tpr, _ = evaluation.roc_curve(labels, distances)
+        fpr95 = evaluation.fpr_at_recall(labels, distances)
         ax.plot(fpr, tpr, label=f"{name} (FPR95 {fpr95:.3f})")
     ax.axhline(0.95, color="grey", ls=":", lw=1)
     ax.set_xlim(0, max_fpr)
