@@ -39,12 +39,12 @@ def test_roi_pooling_layers_survive_save_and_load(tmp_path):
 
 
 def test_yolo_models_and_losses_survive_save_and_load(tmp_path):
-    v1 = yolo.yolo_v1(32, 4, 2, 3, widths=(4, 8, 8, 8), hidden_units=16)
+    v1 = yolo.yolo_v1((32, 32, 3), 3, grid_size=4, boxes_per_cell=2, widths=(4, 8, 8, 8), hidden_units=16)
     v1.compile(loss=yolo.YoloV1Loss(boxes_per_cell=2, num_classes=3))
     loaded = _reload(v1, tmp_path)
     np.testing.assert_array_equal(loaded.predict(IMAGES, verbose=0), v1.predict(IMAGES, verbose=0))
     assert isinstance(loaded.loss, yolo.YoloV1Loss)
-    v2 = yolov2.yolo_v2(3, [[8, 8], [16, 16]], head_filters=8,
+    v2 = yolov2.yolo_v2(num_classes=3, anchors=[[8, 8], [16, 16]], head_filters=8,
                         backbone=yolov2.darknet_backbone((4, 4, 8, 8)))
     v2.compile(loss=yolov2.YoloV2Loss([[8, 8], [16, 16]], location="offset"))
     loaded = _reload(v2, tmp_path)
@@ -60,7 +60,7 @@ def _same_weights(a, b):
 
 
 def test_fast_rcnn_survives_save_and_load(tmp_path):
-    model = fast_rcnn.fast_rcnn(3, 32, widths=(4, 8, 8), convs_per_stage=1, pool_size=2,
+    model = fast_rcnn.fast_rcnn((32, 32, 3), 3, widths=(4, 8, 8), convs_per_stage=1, pool_size=2,
                                 fc_units=(8, 8), rois_per_image=4, seed=5)
     loaded = _reload(model, tmp_path)
     assert isinstance(loaded, fast_rcnn.FastRCNN)
@@ -74,7 +74,7 @@ def test_fast_rcnn_survives_save_and_load(tmp_path):
 def test_faster_and_mask_rcnn_survive_save_and_load(tmp_path):
     settings = dict(widths=(4, 8, 8), convs_per_stage=1, anchor_scales=(8, 16), rpn_width=8,
                     pool_size=2, fc_units=(8, 8), post_nms_test=6)
-    model = faster_rcnn.faster_rcnn(3, 32, **settings)
+    model = faster_rcnn.faster_rcnn((32, 32, 3), 3, **settings)
     loaded = _reload(model, tmp_path)
     assert isinstance(loaded, faster_rcnn.FasterRCNN) and loaded.post_nms_test == 6
     np.testing.assert_array_equal(loaded.anchors, model.anchors)
@@ -84,7 +84,7 @@ def test_faster_and_mask_rcnn_survive_save_and_load(tmp_path):
     for got, expected in zip(loaded.detect_batch(IMAGES), model.detect_batch(IMAGES)):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
 
-    masks = mask_rcnn.mask_rcnn(3, 32, mask_stride=4, mask_pool_size=2, mask_width=8,
+    masks = mask_rcnn.mask_rcnn((32, 32, 3), 3, mask_stride=4, mask_pool_size=2, mask_width=8,
                                 mask_convs=1, softmax=True, **settings)
     loaded = _reload(masks, tmp_path)
     assert isinstance(loaded, mask_rcnn.MaskRCNN) and loaded.softmax

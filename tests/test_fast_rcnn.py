@@ -152,7 +152,7 @@ def test_postprocess_decodes_per_class_and_suppresses():
 
 # ----------------------------------------------------------------------------- the detector
 def test_fast_rcnn_trains_one_step_on_degenerate_batches():
-    model = F.fast_rcnn(3, 32, widths=(4, 4, 4, 8), pool_size=2, fc_units=(8,), rois_per_image=4)
+    model = F.fast_rcnn((32, 32, 3), 3, widths=(4, 4, 4, 8), pool_size=2, fc_units=(8,), rois_per_image=4)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)  # no tracing: fast
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     boxes = np.zeros((2, 2, 4), np.float32)

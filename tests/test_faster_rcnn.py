@@ -71,7 +71,7 @@ def test_propose_keeps_valid_boxes_and_handles_none():
 
 
 def test_faster_rcnn_step_and_detect_without_objects():
-    model = R.faster_rcnn(3, 32, widths=(4, 4, 4, 8), anchor_scales=(8, 16), rpn_width=8,
+    model = R.faster_rcnn((32, 32, 3), 3, widths=(4, 4, 4, 8), anchor_scales=(8, 16), rpn_width=8,
                           pool_size=2, fc_units=(8,), rois_per_image=4, post_nms_train=8,
                           post_nms_test=8)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)  # no tracing: fast

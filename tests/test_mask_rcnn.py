@@ -87,9 +87,9 @@ def test_bad_instances_name_both_shapes():
     with pytest.raises(ValueError, match=r"\(3, 8, 8\).*\(2, 4\)"):
         me.paste_masks(np.zeros((3, 8, 8)), np.zeros((2, 4)), 16)
     with pytest.raises(ValueError, match="mask_pool"):
-        mr.mask_rcnn(3, 64, mask_pool="mean")
+        mr.mask_rcnn((64, 64, 3), 3, mask_pool="mean")
     with pytest.raises(ValueError, match="strides"):
-        mr.mask_rcnn(3, 64, mask_stride=2 ** 5)
+        mr.mask_rcnn((64, 64, 3), 3, mask_stride=2 ** 5)
 
 
 # ----------------------------------------------------------------------------- paste, AP
@@ -146,7 +146,7 @@ def scenes():
 
 
 def small_model(**kwargs):
-    return mr.mask_rcnn(3, 64, widths=(8, 8, 16, 16), pool_size=2, fc_units=(16,), rpn_width=16,
+    return mr.mask_rcnn((64, 64, 3), 3, widths=(8, 8, 16, 16), pool_size=2, fc_units=(16,), rpn_width=16,
                         mask_width=8, mask_convs=1, seed=0, **kwargs)
 
 

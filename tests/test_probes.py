@@ -302,7 +302,7 @@ def test_scene_and_proposal_caches_leak_nothing_and_share_one_mode(tmp_path, mon
 
 # ============================================================ item 11: builders and bad input
 def test_yolo_v2_input_size_says_multiple_of_8_and_nearest_sizes():
-    model = yolov2.yolo_v2(2, ((12.0, 12.0),), head_filters=8, passthrough_filters=4,
+    model = yolov2.yolo_v2(num_classes=2, anchors=((12.0, 12.0),), head_filters=8, passthrough_filters=4,
                            backbone=yolov2.darknet_backbone((4, 4, 8, 8)))
     assert model(np.zeros((1, 56, 64, 3), np.float32)).shape == (1, 7, 8, 1, 7)
     with pytest.raises(ValueError, match="multiples of 8.*56 or 64 for the height"):
@@ -333,7 +333,7 @@ def test_space_to_depth_alone_and_saved(tmp_path):
 def test_non_positive_anchors_refused(anchors):
     boxes, labels = np.array([[[8, 8, 24, 24]]], np.float32), np.array([[0]])
     with pytest.raises(ValueError, match=r"anchors must be positive, finite.*anchors="):
-        yolov2.yolo_v2(2, anchors, head_filters=8)
+        yolov2.yolo_v2(num_classes=2, anchors=anchors, head_filters=8)
     with pytest.raises(ValueError, match="anchors must be positive"):
         yolov2.encode_yolo_v2_targets(boxes, labels, 32, anchors, 2)
     with pytest.raises(ValueError, match="anchors must be positive"):
@@ -388,15 +388,15 @@ def test_segmentation_builders_refuse_no_classes_and_no_channels():
 
 
 def test_detector_builders_refuse_nonsense():
-    with pytest.raises(ValueError, match="image_size=20 must be a multiple of the backbone's "
-                                         "stride 8.*image_size=16 or 24"):
-        fast_rcnn.fast_rcnn(3, image_size=20)  # was: a RoI scale of 1/10 instead of 1/8
-    with pytest.raises(ValueError, match="stride 4.*image_size=28 or 32"):
-        fast_rcnn.fast_rcnn(3, image_size=30, widths=(4, 4, 8))
+    with pytest.raises(ValueError, match=r"input_shape=\(20, 20, 3\).*multiple of the backbone's "
+                                         "stride 8.*side of 16 or 24"):
+        fast_rcnn.fast_rcnn((20, 20, 3), 3)  # was: a RoI scale of 1/10 instead of 1/8
+    with pytest.raises(ValueError, match="stride 4.*side of 28 or 32"):
+        fast_rcnn.fast_rcnn((30, 30, 3), 3, widths=(4, 4, 8))
     with pytest.raises(ValueError, match="num_classes must be an int >= 1.*num_classes=0"):
-        fast_rcnn.fast_rcnn(0)
+        fast_rcnn.fast_rcnn(num_classes=0)
     with pytest.raises(ValueError, match="num_classes must be an int >= 1.*num_classes=0"):
-        rcnn.region_cnn(0)  # was: a one-output (background only) network
+        rcnn.region_cnn(num_classes=0)  # was: a one-output (background only) network
 
 
 def test_instance_scores_skip_images_without_cells():

@@ -85,7 +85,7 @@ def test_label_regions_by_hand():
 
 def test_rcnn_svms_regressors_and_empty_detection():
     rng = np.random.default_rng(0)
-    cnn = R.region_cnn(2, size=16, widths=(4, 4, 8), convs_per_stage=1, fc_units=(8, 8))
+    cnn = R.region_cnn((16, 16, 3), 2, widths=(4, 4, 8), convs_per_stage=1, fc_units=(8, 8))
     assert [o.shape[-1] for o in cnn.outputs] == [3, 8, 2 * 2 * 8]
     detector = R.RCNN(cnn, 2, size=16)
     # synthetic features: class k's positives sit at +3 on feature k

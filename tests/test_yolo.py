@@ -227,7 +227,8 @@ def test_batches_change_size_every_n_batches_and_encode_at_that_size():
 
 # ----------------------------------------------------------------------------- model
 def test_builder_shapes_parameters_and_output_ranges():
-    model = yolo.yolo_v1(64, 8, 2, 3, widths=(8, 8, 8, 8), reduce_channels=4, hidden_units=16)
+    model = yolo.yolo_v1((64, 64, 3), 3, grid_size=8, boxes_per_cell=2,
+                         widths=(8, 8, 8, 8), reduce_channels=4, hidden_units=16)
     assert model.output_shape == (None, 8, 8, 13)
     out = model.predict(np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)), verbose=0)
     assert np.all((out >= 0) & (out <= 1))
@@ -240,11 +241,12 @@ def test_builder_shapes_parameters_and_output_ranges():
 
 def test_builder_rejects_an_image_size_the_poolings_cannot_reach():
     with pytest.raises(ValueError, match="use image_size 32 or 64"):
-        yolo.yolo_v1(60, 8)
+        yolo.yolo_v1((60, 60, 3), grid_size=8)
 
 
 def test_confidence_prior_sets_the_initial_confidences():
-    model = yolo.yolo_v1(64, 8, 2, 3, widths=(8, 8, 8, 8), reduce_channels=4, hidden_units=16,
+    model = yolo.yolo_v1((64, 64, 3), 3, grid_size=8, boxes_per_cell=2,
+                         widths=(8, 8, 8, 8), reduce_channels=4, hidden_units=16,
                          confidence_prior=0.05)
     bias = model.get_layer("head_output").bias.numpy().reshape(8, 8, 13)
     np.testing.assert_allclose(bias[..., [4, 9]], np.log(0.05 / 0.95), rtol=1e-6)
@@ -259,7 +261,8 @@ def test_yolo_v1_trains_on_streamed_batches():
     batches = yolo_data.YoloBatches(images, boxes, labels,
                                lambda b, lab, size: yolo.encode_yolo_v1_targets(b, lab, size, 8, 3),
                                batch_size=4)
-    model = yolo.yolo_v1(64, 8, 2, 3, widths=(4, 4, 4, 4), reduce_channels=4, hidden_units=8)
+    model = yolo.yolo_v1((64, 64, 3), 3, grid_size=8, boxes_per_cell=2,
+                         widths=(4, 4, 4, 4), reduce_channels=4, hidden_units=8)
     model.compile(optimizer="adam", loss=yolo.YoloV1Loss(2, 3))
     history = model.fit(batches.dataset(), steps_per_epoch=3, epochs=1, shuffle=False, verbose=0)
     assert np.isfinite(history.history["loss"][-1])

@@ -171,7 +171,7 @@ def test_decode_probabilities_match_the_former_hand_written_sigmoid_and_softmax(
 
 # ----------------------------------------------------------------------------- builder
 def test_builder_is_fully_convolutional_with_a_passthrough():
-    model = yolov2.yolo_v2(3, [[10, 10], [20, 20], [30, 30]], head_filters=8,
+    model = yolov2.yolo_v2(num_classes=3, anchors=[[10, 10], [20, 20], [30, 30]], head_filters=8,
                            backbone=yolov2.darknet_backbone((4, 4, 8, 8)))
     assert model.output_shape == (None, None, None, 3, 8)
     assert model.get_layer("passthrough_reorg").output.shape[-1] == 4 * 16
@@ -183,7 +183,7 @@ def test_builder_is_fully_convolutional_with_a_passthrough():
     np.testing.assert_allclose(bias[:, 4], math.log(0.05 / 0.95), rtol=1e-6)
     assert np.all(bias[:, [0, 1, 2, 3, 5, 6, 7]] == 0)
     with pytest.raises(ValueError, match="passthrough"):
-        yolov2.yolo_v2(3, backbone="yolo", passthrough=True)
+        yolov2.yolo_v2(num_classes=3, backbone="yolo", passthrough=True)
 
 
 def test_multi_scale_training_runs_and_the_loss_stays_finite():
@@ -196,7 +196,8 @@ def test_multi_scale_training_runs_and_the_loss_stays_finite():
         images, boxes, labels,
         lambda b, lab, size: yolov2.encode_yolo_v2_targets(b, lab, size, anchors, 2),
         batch_size=4, sizes=(48, 64, 80), change_every=2, seed=0)
-    model = yolov2.yolo_v2(2, anchors, head_filters=8, backbone=yolov2.darknet_backbone((4, 4, 8, 8)))
+    model = yolov2.yolo_v2(num_classes=2, anchors=anchors, head_filters=8,
+                           backbone=yolov2.darknet_backbone((4, 4, 8, 8)))
     model.compile(keras.optimizers.Adam(1e-3), yolov2.YoloV2Loss(anchors))
     history = model.fit(batches.dataset(), steps_per_epoch=6, epochs=1, shuffle=False, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
@@ -207,7 +208,7 @@ def test_backbone_classifier_shares_the_backbone():
     backbone = yolov2.darknet_backbone((4, 4, 8, 8))
     classifier = yolov2.backbone_classifier(backbone, 3)
     assert classifier.predict(np.zeros((2, 32, 32, 3)), verbose=0).shape == (2, 3)
-    detector = yolov2.yolo_v2(3, backbone=backbone, head_filters=8)
+    detector = yolov2.yolo_v2(num_classes=3, backbone=backbone, head_filters=8)
     shared = {id(w) for w in backbone.weights}
     assert shared <= {id(w) for w in classifier.weights}
     assert shared <= {id(w) for w in detector.weights}

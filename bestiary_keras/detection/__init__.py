@@ -9,7 +9,8 @@ non_max_suppression``); this package imports none of their names.
 - ``evaluation``: VOC mean average precision, COCO AP through pycocotools, proposal recall,
   padded detections for figures.
 - ``data``: the chapter's scenes and their ``tf.data`` pipeline.
-- ``proposals``: selective search (OpenCV contrib); ``backbones``: the two-stage detectors' conv body.
+- ``proposals``: selective search (OpenCV contrib); ``backbones``: the two-stage detectors'
+  conv body.
 - ``rcnn`` (notebook 03), ``fast_rcnn`` (04), ``faster_rcnn`` (05): the two-stage detectors.
 - ``yolo`` (06), ``yolov2`` (07): the one-stage detectors; ``yolo_data``: their training
   batches; ``ablation``: the YOLOv2 paper's ablation rows.

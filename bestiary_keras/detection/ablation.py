@@ -159,7 +159,8 @@ def build_ablation_detector(config: dict, *, num_classes: int, hand_anchors, kme
     """
     backbone = new_backbone(config) if backbone is None else backbone
     if config["head"] == "dense":
-        model = yolo.yolo_v1(image_size, image_size // 8, 2, num_classes,
+        model = yolo.yolo_v1((image_size, image_size, 3), num_classes, grid_size=image_size // 8,
+                             boxes_per_cell=2,
                              batch_norm=config["batch_norm"], backbone=backbone)
         loss = yolo.YoloV1Loss(boxes_per_cell=2, num_classes=num_classes)
 
@@ -177,7 +178,8 @@ def build_ablation_detector(config: dict, *, num_classes: int, hand_anchors, kme
     anchors = np.asarray(kmeans_anchors if config["priors"] == "kmeans" else hand_anchors,
                          np.float32).reshape(-1, 2)
     location = config["location"]
-    model = yolov2.yolo_v2(num_classes, anchors, backbone=backbone, passthrough=config["passthrough"])
+    model = yolov2.yolo_v2(num_classes=num_classes, anchors=anchors, backbone=backbone,
+                           passthrough=config["passthrough"])
     loss = yolov2.YoloV2Loss(anchors, location=location)
 
     def encode(boxes, labels, size):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-__all__ = ["vgg_backbone"]
+__all__ = ["square_image_size", "vgg_backbone"]
 
 
 def vgg_backbone(input_shape=(64, 64, 3), *, widths=(16, 32, 64, 128),
@@ -45,3 +45,19 @@ def vgg_backbone(input_shape=(64, 64, 3), *, widths=(16, 32, 64, 128),
             x = layers.BatchNormalization(name=f"block{s}_bn{c}")(x)
             x = layers.ReLU(name=f"block{s}_relu{c}")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def square_image_size(input_shape) -> int:
+    """The side ``S`` of the square RGB images ``(S, S, 3)`` a detector builder takes.
+
+    The detectors of this chapter work on square images; a ValueError names the fix otherwise.
+    """
+    try:
+        height, width, channels = input_shape
+    except (TypeError, ValueError):
+        raise ValueError(f"input_shape must be (height, width, 3), got {input_shape!r}; "
+                         "e.g. input_shape=(64, 64, 3).") from None
+    if height is None or height != width or int(height) != height or height < 1 or channels != 3:
+        raise ValueError(f"input_shape must be square RGB images (S, S, 3), got {input_shape!r}; "
+                         "e.g. input_shape=(64, 64, 3).")
+    return int(height)

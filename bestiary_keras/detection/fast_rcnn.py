@@ -18,8 +18,8 @@ Pieces:
 - ``roi_pooling.RoIMaxPooling``: the RoI pooling layer (its own module, next to
   ``roi_align``).
 - ``smooth_l1``, ``fast_rcnn_loss``: the loss above, exactly as written.
-- ``backbones.vgg_backbone``, ``detection_head``: the conv body (stride 8) and the FC head (soft-max over
-  ``K + 1`` classes, per-class box offsets) shared with Faster R-CNN.
+- ``backbones.vgg_backbone``, ``detection_head``: the conv body (stride 8) and the FC head
+  (soft-max over ``K + 1`` classes, per-class box offsets) shared with Faster R-CNN.
 - ``sample_rois``: Fast R-CNN's mini-batch of RoIs (25% foreground at IoU >= 0.5), in-graph.
 - ``postprocess``: per-class box decoding, clipping and per-class NMS, batched.
 - ``FastRCNN`` / ``fast_rcnn``: the detector trained on precomputed proposals.
@@ -34,7 +34,7 @@ from keras import layers, ops
 
 from bestiary_keras import geometry
 from bestiary_keras.detection import boxes as box_utils
-from bestiary_keras.detection.backbones import vgg_backbone
+from bestiary_keras.detection.backbones import square_image_size, vgg_backbone
 from bestiary_keras.detection.roi_pooling import RoIMaxPooling
 
 __all__ = [
@@ -337,15 +337,15 @@ class FastRCNN(keras.Model):
         return out
 
 
-def fast_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 128),
+def fast_rcnn(input_shape=(64, 64, 3), num_classes: int = 3, *, widths=(16, 32, 64, 128),
               convs_per_stage=(1, 1, 2, 2), pool_size=7,
               fc_units=(256, 256), rois_per_image=16, positive_fraction=0.25, lambda_=1.0,
               seed=0, name="fast_rcnn"):
     """Builds a ``FastRCNN`` detector (body stride ``2 ** (len(widths) - 1)``).
 
     Args:
+        input_shape: ``(S, S, 3)``: square images whose side is a multiple of the body stride.
         num_classes: object classes ``K``.
-        image_size: side of the square input images, a multiple of the body stride.
         widths, convs_per_stage: the backbone's stages (``backbone``).
         pool_size: RoI max pooling grid ``P`` (7 in the paper).
         fc_units: the head's FC widths.
@@ -358,6 +358,7 @@ def fast_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 128
     Returns:
         A ``FastRCNN`` (call ``compile(optimizer=...)`` then ``fit``).
     """
+    image_size = square_image_size(input_shape)
     if int(num_classes) != num_classes or num_classes < 1:
         raise ValueError(f"num_classes must be an int >= 1 (object classes K, background not "
                          f"counted), got num_classes={num_classes!r}.")
@@ -365,9 +366,10 @@ def fast_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 128
     if int(image_size) != image_size or image_size < body_stride or image_size % body_stride:
         lower = max(int(image_size) // body_stride * body_stride, body_stride)
         raise ValueError(
-            f"image_size={image_size!r} must be a multiple of the backbone's stride {body_stride} "
+            f"input_shape={tuple(input_shape)!r}: the side {image_size} must be a multiple of "
+            f"the backbone's stride {body_stride} "
             f"(2 ** (len(widths) - 1), widths={tuple(widths)}): otherwise its feature map is "
-            "rounded down and RoI pooling scales every box by the wrong factor. Use image_size="
+            "rounded down and RoI pooling scales every box by the wrong factor. Use a side of "
             f"{lower} or {lower + body_stride}."
         )
     body = vgg_backbone((image_size, image_size, 3), widths=widths,

@@ -27,7 +27,7 @@ from keras import layers, ops
 
 from bestiary_keras import geometry
 from bestiary_keras.detection import boxes as box_utils
-from bestiary_keras.detection.backbones import vgg_backbone
+from bestiary_keras.detection.backbones import square_image_size, vgg_backbone
 from bestiary_keras.detection.roi_pooling import RoIMaxPooling
 from bestiary_keras.detection.fast_rcnn import (
     BOX_VARIANCES,
@@ -341,7 +341,7 @@ class FasterRCNN(keras.Model):
         return out
 
 
-def faster_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 128),
+def faster_rcnn(input_shape=(64, 64, 3), num_classes: int = 3, *, widths=(16, 32, 64, 128),
                 convs_per_stage=(1, 1, 2, 2),
                 anchor_scales=(12, 20, 32), anchor_ratios=(0.5, 1.0, 2.0), rpn_width=128,
                 pool_size=7, fc_units=(256, 256), rpn_lambda=1.0, rois_per_image=16,
@@ -351,7 +351,7 @@ def faster_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 1
 
     Args:
         num_classes: object classes ``K``.
-        image_size: side of the square input.
+        input_shape: ``(S, S, 3)``, square images.
         widths, convs_per_stage: the backbone's stages (stride ``2 ** (len(widths) - 1)``).
         anchor_scales: anchor sizes in pixels (square root of the area).
         anchor_ratios: anchor aspect ratios ``h / w``.
@@ -368,6 +368,7 @@ def faster_rcnn(num_classes: int, image_size: int = 64, *, widths=(16, 32, 64, 1
     Returns:
         A ``FasterRCNN``.
     """
+    image_size = square_image_size(input_shape)
     body = vgg_backbone((image_size, image_size, 3), widths=widths,
                         convs_per_stage=convs_per_stage, name="backbone")
     fh, fw, channels = body.output.shape[1:]

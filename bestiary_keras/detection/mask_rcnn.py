@@ -345,14 +345,14 @@ class MaskRCNN(frcnn.FasterRCNN):
         return out
 
 
-def mask_rcnn(num_classes: int, image_size: int = 64, *, mask_pool: str = "align",
+def mask_rcnn(input_shape=(64, 64, 3), num_classes: int = 3, *, mask_pool: str = "align",
               mask_stride: int = 4, mask_pool_size: int = 7, mask_width: int = 64,
               mask_convs: int = 2, softmax: bool = False, mask_lambda: float = 1.0,
               sampling_ratio: int = 2, name="mask_rcnn", **faster_rcnn_kwargs):
     """Builds a ``MaskRCNN``: ``faster_rcnn.faster_rcnn``'s detector plus a mask branch.
 
     Args:
-        num_classes, image_size: as in ``faster_rcnn.faster_rcnn``.
+        input_shape, num_classes: as in ``faster_rcnn.faster_rcnn``.
         mask_pool: ``"align"`` (``RoIAlign``) or ``"max"`` (``RoIMaxPooling``, the ablation).
         mask_stride: stride of the map the mask head reads (4 or 8 with the default backbone).
         mask_pool_size: ``P`` of the mask branch's pooling; masks are ``m = 2P`` (7 -> 14).
@@ -369,7 +369,8 @@ def mask_rcnn(num_classes: int, image_size: int = 64, *, mask_pool: str = "align
     if mask_pool not in ("align", "max"):
         raise ValueError(f"mask_pool must be 'align' (RoIAlign) or 'max' (RoI max pooling), "
                          f"got {mask_pool!r}.")
-    base = frcnn.faster_rcnn(num_classes, image_size, name=name, **faster_rcnn_kwargs)
+    base = frcnn.faster_rcnn(input_shape, num_classes, name=name, **faster_rcnn_kwargs)
+    image_size = base.image_size
     coarse_stride = image_size // base.body.output.shape[1]
     features = feature_maps(base.body, (mask_stride, coarse_stride))
     scale = 1.0 / mask_stride

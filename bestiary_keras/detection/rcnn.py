@@ -97,13 +97,13 @@ def _check_num_classes(num_classes):
                          f"the background), got num_classes={num_classes!r}.")
 
 
-def region_cnn(num_classes: int, size: int = 32, widths=(16, 32, 64, 128),
+def region_cnn(input_shape=(32, 32, 3), num_classes: int = 3, *, widths=(16, 32, 64, 128),
                convs_per_stage=(1, 1, 2, 2), fc_units=(256, 128), name="region_cnn"):
     """The R-CNN network: the same conv body as notebooks 04/05, on one warped region.
 
     Args:
+        input_shape: ``(size, size, 3)`` of the warped regions.
         num_classes: object classes ``K`` (the soft-max has ``K + 1`` outputs, 0 = background).
-        size: side of the warped input.
         widths, convs_per_stage: ``backbones.vgg_backbone`` stages.
         fc_units: widths of fc6 and fc7.
         name: model name.
@@ -114,9 +114,9 @@ def region_cnn(num_classes: int, size: int = 32, widths=(16, 32, 64, 128),
         first output only, see notebook 03).
     """
     _check_num_classes(num_classes)
-    body = vgg_backbone((size, size, 3), widths=widths, convs_per_stage=convs_per_stage,
+    body = vgg_backbone(tuple(input_shape), widths=widths, convs_per_stage=convs_per_stage,
                         name="conv")
-    inputs = keras.Input((size, size, 3), name="region")
+    inputs = keras.Input(tuple(input_shape), name="region")
     pool5 = layers.Flatten(name="pool5")(layers.MaxPooling2D(2, name="pool")(body(inputs)))
     x = pool5
     for i, units in enumerate(fc_units, start=6):

@@ -37,6 +37,7 @@ from keras import layers, ops
 
 from bestiary_keras import geometry
 from bestiary_keras.detection import boxes as box_ops
+from bestiary_keras.detection.backbones import square_image_size
 
 __all__ = [
     "conv_block",
@@ -155,8 +156,8 @@ class YoloV1Output(layers.Layer):
         return config
 
 
-def yolo_v1(image_size: int = 64, grid_size: int = 8, boxes_per_cell: int = 2,
-            num_classes: int = 3, *, widths=(16, 32, 64, 128), reduce_channels: int = 16,
+def yolo_v1(input_shape=(64, 64, 3), num_classes: int = 3, *, grid_size: int = 8,
+            boxes_per_cell: int = 2, widths=(16, 32, 64, 128), reduce_channels: int = 16,
             hidden_units: int = 256, dropout: float = 0.3, batch_norm: bool = False,
             confidence_prior: float | None = 0.05, backbone: keras.Model | None = None,
             name: str = "yolo_v1") -> keras.Model:
@@ -169,10 +170,11 @@ def yolo_v1(image_size: int = 64, grid_size: int = 8, boxes_per_cell: int = 2,
     layer reshaped to the grid.
 
     Args:
-        image_size: side of the square input in pixels; ``grid_size`` times a power of two.
+        input_shape: ``(size, size, 3)``: square images whose side is ``grid_size`` times a
+            power of two.
+        num_classes: ``C``.
         grid_size: ``S``.
         boxes_per_cell: ``B``.
-        num_classes: ``C``.
         widths: filters of the backbone's conv blocks (ignored when ``backbone`` is given).
         reduce_channels: filters of the 1x1 convolution before the dense layers.
         hidden_units: width of the hidden dense layer (the paper's 4096).
@@ -191,6 +193,7 @@ def yolo_v1(image_size: int = 64, grid_size: int = 8, boxes_per_cell: int = 2,
         [0, 255], like ``detection.data``'s batches) to
         predictions ``(N, S, S, 5B + C)`` laid out as in the module docstring.
     """
+    image_size = square_image_size(input_shape)
     num_pools = _num_pools(image_size, grid_size)
     if boxes_per_cell < 1:
         raise ValueError(f"boxes_per_cell must be >= 1 (B), got {boxes_per_cell!r}.")

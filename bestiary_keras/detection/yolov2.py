@@ -275,10 +275,10 @@ def backbone_classifier(backbone: keras.Model, num_classes: int, *,
     return keras.Model(inputs, outputs, name=name)
 
 
-def yolo_v2(num_classes: int = 3, anchors=((16.0, 16.0), (22.0, 22.0), (28.0, 28.0)), *,
-            backbone="darknet", passthrough: bool = True, head_filters: int = 64,
-            passthrough_filters: int = 16, confidence_prior: float | None = 0.05,
-            name: str = "yolo_v2") -> keras.Model:
+def yolo_v2(input_shape=(None, None, 3), num_classes: int = 3, *,
+            anchors=((16.0, 16.0), (22.0, 22.0), (28.0, 28.0)), backbone="darknet",
+            passthrough: bool = True, head_filters: int = 64, passthrough_filters: int = 16,
+            confidence_prior: float | None = 0.05, name: str = "yolo_v2") -> keras.Model:
     """YOLOv2 at our scale: a fully convolutional detector with anchor boxes, stride 8.
 
     backbone (stride 8) -> [passthrough: stride-4 features, 1x1 conv, ``SpaceToDepth(2)``,
@@ -286,6 +286,8 @@ def yolo_v2(num_classes: int = 3, anchors=((16.0, 16.0), (22.0, 22.0), (28.0, 28
     ``(S, S, A, 5 + C)``.
 
     Args:
+        input_shape: ``(H, W, 3)``; the default ``(None, None, 3)`` takes any size divisible
+            by 8 (multi-scale training).
         num_classes: ``C``.
         anchors: ``(A, 2)`` anchor widths and heights in pixels (the decoder and the loss
             take the same array).
@@ -317,7 +319,7 @@ def yolo_v2(num_classes: int = 3, anchors=((16.0, 16.0), (22.0, 22.0), (28.0, 28
             raise ValueError(
                 f"backbone must be 'darknet', 'yolo' or a keras.Model, got {backbone!r}."
             )
-    inputs = keras.Input((None, None, 3), name="image")
+    inputs = keras.Input(tuple(input_shape), name="image")
     features = backbone(inputs)
     if isinstance(features, (list, tuple)):
         fine, coarse = features
