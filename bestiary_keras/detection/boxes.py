@@ -51,6 +51,14 @@ finite, meaningless target instead of ``-inf``. Still mask such rows out of the 
 
 
 # ----------------------------------------------------------------------------- helpers
+def _float32(*values):
+    """``(xp, *values)``: the values as float32 NumPy arrays or tensors (``geometry.xp``)."""
+    xp = geometry.xp(*values)
+    if xp is np:
+        return (np, *(np.asarray(v, np.float32) for v in values))
+    return (xp, *(xp.cast(xp.convert_to_tensor(v), "float32") for v in values))
+
+
 def _variances(variances, xp, dtype=None):
     if variances is None:
         return None
@@ -89,13 +97,7 @@ def encode_boxes(boxes, anchors, variances=None):
     Returns:
         ``(..., 4)`` float32 offsets ``(t_x, t_y, t_w, t_h)`` (NumPy for NumPy inputs).
     """
-    xp = geometry.xp(boxes, anchors)
-    if xp is np:
-        boxes = np.asarray(boxes, np.float32)
-        anchors = np.asarray(anchors, np.float32)
-    else:
-        boxes = xp.cast(xp.convert_to_tensor(boxes), "float32")
-        anchors = xp.cast(xp.convert_to_tensor(anchors), "float32")
+    xp, boxes, anchors = _float32(boxes, anchors)
     aw = xp.maximum(anchors[..., 2] - anchors[..., 0], _MIN_SIZE)
     ah = xp.maximum(anchors[..., 3] - anchors[..., 1], _MIN_SIZE)
     ax = (anchors[..., 0] + anchors[..., 2]) / 2.0
@@ -131,13 +133,7 @@ def decode_boxes(deltas, anchors, variances=None):
     Returns:
         ``(..., 4)`` float32 xyxy boxes.
     """
-    xp = geometry.xp(deltas, anchors)
-    if xp is np:
-        deltas = np.asarray(deltas, np.float32)
-        anchors = np.asarray(anchors, np.float32)
-    else:
-        deltas = xp.cast(xp.convert_to_tensor(deltas), "float32")
-        anchors = xp.cast(xp.convert_to_tensor(anchors), "float32")
+    xp, deltas, anchors = _float32(deltas, anchors)
     scale = _variances(variances, xp, "float32")
     if scale is not None:
         deltas = deltas * scale

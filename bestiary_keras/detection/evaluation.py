@@ -53,39 +53,34 @@ def _check_lists(detections, ground_truths):
             f"{len(ground_truths)}: give one entry per image to both (an image without "
             "detections is (empty boxes, empty scores, empty classes))."
         )
-    dets, gts = [], []
-    for i, det in enumerate(detections):
-        try:
-            boxes, scores, classes = det
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"detections[{i}] must be a tuple (boxes, scores, classes), got {type(det)}."
-            ) from None
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        scores = np.asarray(scores, np.float32).reshape(-1)
-        classes = np.asarray(classes, np.int64).reshape(-1)
-        if not len(boxes) == len(scores) == len(classes):
-            raise ValueError(
-                f"detections[{i}] has {len(boxes)} boxes, {len(scores)} scores and "
-                f"{len(classes)} classes: they must have the same length."
-            )
-        dets.append((boxes, scores, classes))
+    dets = [_entry(det, f"detections[{i}]", ("boxes", "scores", "classes"))
+            for i, det in enumerate(detections)]
+    gts = []
     for i, gt in enumerate(ground_truths):
-        try:
-            boxes, classes = gt
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"ground_truths[{i}] must be a tuple (boxes, classes), got {type(gt)}."
-            ) from None
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        classes = np.asarray(classes, np.int64).reshape(-1)
-        if len(boxes) != len(classes):
-            raise ValueError(
-                f"ground_truths[{i}] has {len(boxes)} boxes but {len(classes)} classes."
-            )
+        boxes, classes = _entry(gt, f"ground_truths[{i}]", ("boxes", "classes"))
         keep = classes >= 0
         gts.append((boxes[keep], classes[keep]))
     return dets, gts
+
+
+_DTYPES = {"boxes": np.float32, "scores": np.float32, "classes": np.int64}
+
+
+def _entry(entry, where: str, fields):
+    """One image's ``(boxes, [scores,] classes)`` as arrays of one length (a ValueError
+    otherwise)."""
+    try:
+        values = tuple(entry)
+    except TypeError:
+        values = ()
+    if len(values) != len(fields):
+        raise ValueError(f"{where} must be a tuple ({', '.join(fields)}), got {type(entry)}.")
+    arrays = tuple(np.asarray(v, _DTYPES[f]).reshape((-1, 4) if f == "boxes" else -1)
+                   for v, f in zip(values, fields))
+    if len({len(a) for a in arrays}) > 1:
+        counts = " and ".join(f"{len(a)} {f}" for a, f in zip(arrays, fields))
+        raise ValueError(f"{where} has {counts}: they must have the same length.")
+    return arrays
 
 
 def _num_classes(dets, gts, num_classes):
