@@ -1,0 +1,341 @@
+"""Training at scale: the ``full`` profile's choices in one place.
+
+One call, ``fit_profile(build_model, dataset, profile=..., steps=...)``, builds, compiles and
+trains a model with every speed and scale choice made explicitly and printed in one line:
+
+- **Devices** (``strategy_for``): ``tf.distribute.MultiWorkerMirroredStrategy`` when
+  ``TF_CONFIG`` names more than one worker (several machines, or several processes on one),
+  ``tf.distribute.MirroredStrategy`` when more than one GPU is visible (or more than one device
+  is named), else the default strategy. The model and its optimizer are built inside the
+  strategy's scope; Keras splits each global batch of a ``tf.data`` dataset across replicas and
+  sums the gradients, so one and two replicas train the same model (``tests/test_distributed.py``).
+- **Precision**: ``mixed_float16`` on a GPU for the ``full`` profile only (float32 everywhere
+  else: the CPU gains nothing from float16). Outputs are cast back to float32 (a float32 linear
+  layer per output, as the Keras mixed-precision guide advises), so losses are computed in
+  float32, and the optimizer is wrapped in ``keras.optimizers.LossScaleOptimizer``.
+- **XLA** (``jit_compile``): off unless asked for; ask where ``bestiary bench --jit-compile``
+  measured it faster for the model at hand.
+- **Steps per execution**: 1 unless asked for. More steps per ``tf.function`` call pay on a GPU
+  for small models, but callbacks (``StepHistory``) then see one batch in ``k``.
+- **Input**: ``array_dataset`` makes a ``tf.data`` pipeline from arrays that never starves the
+  accelerator (cache, seeded shuffle, parallel map, prefetch, autotuned). Batches made by Python
+  (``batching.SeededBatches`` / ``GatheredBatches``) keep their own ``.dataset()`` pipeline
+  with ``batching.fixed_tf_data_options`` (the autotuner off, measured faster on the CPU).
+
+``MultiWorkerMirroredStrategy`` must be created before TensorFlow runs anything else in the
+process: call ``strategy_for()`` (or ``fit_profile``) first in a multi-worker program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from bestiary_keras import runtime
+from bestiary_keras.training import build_optimizer
+
+__all__ = ["PRECISIONS", "ProfileFit", "TrainingPlan", "array_dataset", "fit_profile",
+           "plan_for", "strategy_for", "tf_config_workers"]
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+"""Keras dtype policies ``plan_for`` accepts for ``precision`` (``None`` chooses by profile)."""
+
+
+def tf_config_workers(tf_config: str | None = None) -> int:
+    """Number of workers (``chief`` plus ``worker`` tasks) in ``TF_CONFIG`` (0 when unset).
+
+    Args:
+        tf_config: the JSON text; ``None`` reads the environment variable ``TF_CONFIG``.
+    """
+    text = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
+    if not text.strip():
+        return 0
+    try:
+        config = json.loads(text)
+        cluster = config.get("cluster", {})
+        return len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+    except (ValueError, AttributeError, TypeError):
+        raise ValueError(
+            f"TF_CONFIG={text!r} is not a JSON object with a 'cluster' of worker addresses, "
+            'e.g. {"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]}, '
+            '"task": {"type": "worker", "index": 0}}.') from None
+
+
+def strategy_for(devices=None):
+    """The ``tf.distribute`` strategy for this process.
+
+    Args:
+        devices: ``None`` to decide from the machine: ``MultiWorkerMirroredStrategy`` when
+            ``TF_CONFIG`` names several workers, ``MirroredStrategy`` over all GPUs when more
+            than one is visible, else the default strategy. Or a list of logical device names
+            (``["/cpu:0", "/cpu:1"]``, ``["/gpu:0", "/gpu:1"]``): ``MirroredStrategy`` over them
+            when there are several, ``OneDeviceStrategy`` for one.
+
+    Returns:
+        A ``tf.distribute.Strategy`` (its ``num_replicas_in_sync`` says how many replicas).
+    """
+    import tensorflow as tf
+
+    workers = tf_config_workers()
+    if devices is not None:
+        if isinstance(devices, str) or not all(isinstance(d, str) for d in devices) or not devices:
+            raise ValueError(f"devices={devices!r} must be None or a non-empty list of device "
+                             "names, e.g. ['/cpu:0', '/cpu:1'].")
+        if workers > 1:
+            raise ValueError(f"devices={devices!r} with TF_CONFIG naming {workers} workers: a "
+                             "multi-worker run uses each worker's own devices; pass devices=None.")
+        known = {d.name for d in tf.config.list_logical_devices()}
+        missing = [d for d in devices if tf.DeviceSpec.from_string(d).to_string() not in
+                   {tf.DeviceSpec.from_string(k).to_string() for k in known}]
+        if missing:
+            raise ValueError(f"devices={devices!r}: {missing} not among this process's logical "
+                             f"devices {sorted(known)}.")
+        if len(devices) == 1:
+            return tf.distribute.OneDeviceStrategy(devices[0])
+        return tf.distribute.MirroredStrategy(list(devices))
+    if workers > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+@dataclasses.dataclass
+class TrainingPlan:
+    """The choices ``fit_profile`` makes (``plan_for`` fills them in); ``str(plan)`` is one line."""
+
+    profile: str
+    strategy: object
+    precision: str
+    jit_compile: bool
+    steps_per_execution: int
+    device: str
+
+    @property
+    def replicas(self) -> int:
+        return int(self.strategy.num_replicas_in_sync)
+
+    def __str__(self) -> str:
+        import tensorflow as tf
+
+        kind = type(self.strategy).__name__.replace("Strategy", "")
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            kind = "MultiWorkerMirrored"  # its class is CollectiveAllReduceStrategy
+        elif kind.startswith("_Default"):
+            kind = "default"
+        return (f"profile {self.profile} | {kind} strategy, {self.replicas} replica(s) on "
+                f"{self.device} | precision {self.precision}"
+                f"{' (loss scaling)' if self.precision == 'mixed_float16' else ''} | XLA "
+                f"{'on' if self.jit_compile else 'off'} | {self.steps_per_execution} step(s) "
+                "per execution")
+
+
+def plan_for(profile: str, *, devices=None, strategy=None, precision: str | None = None,
+             jit_compile: bool = False, steps_per_execution: int = 1) -> TrainingPlan:
+    """Decides strategy, precision, XLA and steps per execution (see the module docstring).
+
+    Args:
+        profile: ``"ci"``, ``"default"`` or ``"full"``.
+        devices: passed to ``strategy_for`` (ignored when ``strategy`` is given).
+        strategy: a ready ``tf.distribute.Strategy`` (e.g. a ``MultiWorkerMirroredStrategy``
+            created at program start).
+        precision: ``None`` (``mixed_float16`` for ``full`` on a GPU, else ``float32``) or one
+            of ``PRECISIONS``.
+        jit_compile: compile the train step with XLA.
+        steps_per_execution: training steps per ``tf.function`` call (a whole number >= 1).
+    """
+    runtime.check_profile(profile)
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} must be None (chosen by profile) or one of "
+                         f"{', '.join(PRECISIONS)}.")
+    if not isinstance(jit_compile, (bool, np.bool_)):
+        raise ValueError(f"jit_compile={jit_compile!r} must be True or False (turn it on where "
+                         "`bestiary bench --jit-compile` measured it faster).")
+    if (isinstance(steps_per_execution, bool) or int(steps_per_execution) != steps_per_execution
+            or steps_per_execution < 1):
+        raise ValueError(f"steps_per_execution={steps_per_execution!r} must be a whole number "
+                         ">= 1.")
+    strategy = strategy if strategy is not None else strategy_for(devices)
+    gpus = runtime.devices()
+    if precision is None:
+        precision = "mixed_float16" if profile == "full" and gpus else "float32"
+    device = (f"{len(gpus)} GPU(s)" if gpus else "CPU") if devices is None else ", ".join(devices)
+    return TrainingPlan(profile, strategy, precision, bool(jit_compile),
+                        int(steps_per_execution), device)
+
+
+def _float32_outputs(model):
+    """``model`` with every floating output cast to float32 by a float32 linear layer."""
+    outputs = model.outputs
+    if all(keras.backend.standardize_dtype(o.dtype) == "float32" for o in outputs):
+        return model
+    cast = [keras.layers.Activation("linear", dtype="float32", name=f"float32_output_{i}")(o)
+            for i, o in enumerate(outputs)]
+    structure = keras.tree.pack_sequence_as(model._outputs_struct, cast)
+    return keras.Model(model.inputs, structure, name=model.name)
+
+
+@dataclasses.dataclass
+class ProfileFit:
+    """What ``fit_profile`` returns: the trained model, Keras' history, the plan, the seconds."""
+
+    model: keras.Model
+    history: keras.callbacks.History
+    plan: TrainingPlan
+    seconds: float
+
+
+def fit_profile(build_model, dataset, *, profile: str, steps: int, optimizer, loss,
+                metrics=None, epochs: int = 1, callbacks=None, verbose: int = 0,
+                devices=None, strategy=None, precision: str | None = None,
+                jit_compile: bool = False, steps_per_execution: int = 1,
+                log=print) -> ProfileFit:
+    """Builds, compiles and trains ``build_model()`` with the profile's choices.
+
+    Args:
+        build_model: a function of no arguments returning an uncompiled ``keras.Model``; it is
+            called inside the strategy's scope under the chosen dtype policy.
+        dataset: a ``tf.data.Dataset`` of ``(x, y)`` global batches (``array_dataset``, or a
+            ``SeededBatches(...).dataset(epochs)``) with at least ``steps * epochs`` batches.
+        profile: ``"ci"``, ``"default"`` or ``"full"``.
+        steps: training steps per epoch (a whole number >= 1).
+        optimizer: a ``keras.optimizers.Optimizer`` or a function of no arguments returning one
+            (a function is called in the strategy's scope, which a multi-device run needs).
+        loss, metrics, epochs, callbacks, verbose: as in ``compile`` / ``fit``.
+        devices, strategy, precision, jit_compile, steps_per_execution: see ``plan_for``.
+        log: called with the plan's one-line description (``None``: silent).
+
+    Returns:
+        A ``ProfileFit`` (model, history, plan, seconds of training).
+    """
+    import tensorflow as tf
+
+    if (isinstance(steps, bool) or int(steps) != steps or steps < 1):
+        raise ValueError(f"steps={steps!r} must be a whole number >= 1.")
+    if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(f"dataset must be a tf.data.Dataset of (x, y) batches, got "
+                         f"{type(dataset).__name__}: use array_dataset(x, y, batch_size=...) or "
+                         "batches.dataset(epochs) of a SeededBatches.")
+    if not callable(build_model):
+        raise ValueError(f"build_model={build_model!r} must be a function returning a model.")
+    plan = plan_for(profile, devices=devices, strategy=strategy, precision=precision,
+                    jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    if (isinstance(plan.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and plan.steps_per_execution != 1):
+        raise ValueError(f"steps_per_execution={steps_per_execution!r} with several workers: "
+                         "the multi-worker loop runs one step per call; use 1.")
+    if log is not None:
+        log(str(plan))
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(plan.precision)
+    try:
+        with plan.strategy.scope():
+            model = _float32_outputs(build_model())
+            opt = optimizer() if callable(optimizer) and not isinstance(
+                optimizer, keras.optimizers.Optimizer) else optimizer
+            if plan.precision == "mixed_float16" and not isinstance(
+                    opt, keras.optimizers.LossScaleOptimizer):
+                opt = keras.optimizers.LossScaleOptimizer(opt)
+            model.compile(optimizer=opt, loss=loss, metrics=metrics,
+                          jit_compile=plan.jit_compile,
+                          steps_per_execution=plan.steps_per_execution)
+            build_optimizer(model)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    start = time.perf_counter()
+    if isinstance(plan.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        history = _fit_multi_worker(model, dataset, epochs=int(epochs), steps=int(steps),
+                                    callbacks=callbacks, verbose=verbose)
+    else:
+        history = model.fit(dataset, epochs=epochs, steps_per_epoch=int(steps),
+                            callbacks=callbacks, verbose=verbose, shuffle=False)
+    return ProfileFit(model, history, plan, time.perf_counter() - start)
+
+
+def _fit_multi_worker(model, dataset, *, epochs, steps, callbacks, verbose):
+    """``model.fit`` for ``MultiWorkerMirroredStrategy``, which Keras 3.15's ``fit`` cannot run.
+
+    Its ``fit`` fails twice under that strategy (keras-team/keras#20585,
+    tensorflow/tensorflow#72388): it builds the metrics from the first batch averaged with
+    ``strategy.reduce`` over an ``(x, y)`` structure ("Attempt to convert a value (PerReplica
+    ...)"), and it averages the scalar logs with ``reduce(..., axis=0)`` ("Invalid reduction
+    dimension 0"). This loop runs Keras' own ``model.train_step`` in ``strategy.run`` (the same
+    loss, gradients, all-reduce and optimizer as ``fit``), averages the logs over the replicas,
+    and calls the callbacks once per step, as ``fit`` with one step per execution does.
+    """
+    import tensorflow as tf
+
+    strategy = model.distribute_strategy
+    batches = iter(strategy.experimental_distribute_dataset(dataset))
+    first = next(iter(dataset))  # this worker's batch: shapes are all the build needs
+    with strategy.scope():
+        model._symbolic_build(data_batch=first)
+
+    @tf.function
+    def train_step(iterator):
+        logs = strategy.run(model.train_step, args=(next(iterator),))
+        return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList(
+        list(callbacks or []) + [history], add_progbar=verbose != 0, model=model,
+        verbose=verbose, epochs=epochs, steps=steps)
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        model.reset_metrics()
+        callback_list.on_epoch_begin(epoch)
+        for step in range(steps):
+            callback_list.on_train_batch_begin(step)
+            logs = train_step(batches)
+            callback_list.on_train_batch_end(step, logs)
+        epoch_logs = {k: float(v) for k, v in logs.items()}
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end(epoch_logs)
+    return history
+
+
+def array_dataset(x, y=None, *, batch_size: int, seed: int | None = 0, augment=None,
+                  repeat: bool = True, cache: bool = True):
+    """A ``tf.data`` pipeline of ``(x, y)`` batches from arrays that keeps an accelerator fed.
+
+    ``from_tensor_slices`` -> ``cache`` -> seeded ``shuffle`` (reshuffled every pass) ->
+    ``repeat`` -> ``map(augment)`` on parallel threads (order kept) -> ``batch`` (full batches
+    only, so every step has the same shape) -> ``prefetch`` (autotuned).
+
+    Args:
+        x, y: arrays (or tuples/dicts of arrays) with the same first dimension; ``y`` may be
+            ``None``.
+        batch_size: the global batch (split across replicas by ``fit``).
+        seed: shuffle seed; ``None`` keeps the arrays' order.
+        augment: ``None`` or a function ``(x, y) -> (x, y)`` of TensorFlow ops (one example),
+            run in parallel.
+        repeat: repeat forever (``fit`` then needs ``steps_per_epoch``).
+        cache: cache the examples after the first pass (before the augmentation).
+    """
+    import tensorflow as tf
+
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be a whole number >= 1.")
+    count = len(keras.tree.flatten(x)[0])
+    if count < batch_size:
+        raise ValueError(f"batch_size={batch_size} is larger than the {count} examples: with "
+                         "full batches only, no batch could be made; lower batch_size.")
+    dataset = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    if cache:
+        dataset = dataset.cache()
+    if seed is not None:
+        dataset = dataset.shuffle(count, seed=int(seed), reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    if augment is not None:
+        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(int(batch_size), drop_remainder=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
