@@ -8,34 +8,34 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bestiary_keras.detection import ablation, yolo_data, yolov2
+from bestiary_keras.detection import ablation, priors, yolo_data, yolov2
 
 
 # ----------------------------------------------------------------------------- k-means priors
 def test_shape_iou_by_hand():
     # (4, 4) vs (2, 8), both centred: intersection 2 x 4 = 8, union 16 + 16 - 8 = 24
-    np.testing.assert_allclose(yolov2.shape_iou([[4, 4]], [[2, 8], [4, 4]]), [[1 / 3, 1.0]],
+    np.testing.assert_allclose(priors.shape_iou([[4, 4]], [[2, 8], [4, 4]]), [[1 / 3, 1.0]],
                                rtol=1e-6)
 
 
 def test_kmeans_finds_two_exact_clusters_and_one_cluster_is_the_mean():
     sizes = np.array([[4, 4]] * 10 + [[10, 20]] * 10, np.float32)
-    anchors, mean_iou = yolov2.kmeans_anchors(sizes, 2, seed=0)
+    anchors, mean_iou = priors.kmeans_anchors(sizes, 2, seed=0)
     np.testing.assert_allclose(anchors, [[4, 4], [10, 20]])
     assert mean_iou == pytest.approx(1.0)
     # k = 1: the centroid is the mean shape (7, 12);
     # IoU((4, 4), (7, 12)) = 16 / 84, IoU((10, 20), (7, 12)) = 84 / 200
-    anchors, mean_iou = yolov2.kmeans_anchors(sizes, 1)
+    anchors, mean_iou = priors.kmeans_anchors(sizes, 1)
     np.testing.assert_allclose(anchors, [[7, 12]])
     assert mean_iou == pytest.approx((16 / 84 + 84 / 200) / 2, rel=1e-5)
 
 
 def test_kmeans_mean_iou_grows_with_k_and_bad_k_is_refused():
     sizes = np.random.default_rng(0).uniform(8, 32, (300, 2))
-    ious = [yolov2.kmeans_anchors(sizes, k, seed=0)[1] for k in (1, 3, 6)]
+    ious = [priors.kmeans_anchors(sizes, k, seed=0)[1] for k in (1, 3, 6)]
     assert ious[0] < ious[1] < ious[2]
     with pytest.raises(ValueError, match="k must be"):
-        yolov2.kmeans_anchors(sizes, 0)
+        priors.kmeans_anchors(sizes, 0)
 
 
 # ----------------------------------------------------------------------------- space to depth

@@ -13,7 +13,8 @@ non_max_suppression``); this package imports none of their names.
   conv body.
 - ``rcnn`` (notebook 03), ``fast_rcnn`` (04), ``faster_rcnn`` (05): the two-stage detectors.
 - ``yolo`` (06), ``yolov2`` (07): the one-stage detectors; ``yolo_data``: their training
-  batches; ``ablation``: the YOLOv2 paper's ablation rows.
+  batches; ``priors``: YOLOv2's k-means anchor shapes; ``ablation``: the
+  YOLOv2 paper's ablation rows.
 - ``roi_pooling`` (04): RoI max pooling; ``roi_align``, ``mask_rcnn``, ``mask_evaluation`` (11):
   Mask R-CNN.
 - ``plots``: figures specific to the chapter (YOLO's grid).
@@ -30,6 +31,7 @@ __all__ = [
     "mask_evaluation",
     "mask_rcnn",
     "plots",
+    "priors",
     "proposals",
     "rcnn",
     "roi_align",

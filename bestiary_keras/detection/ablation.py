@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from bestiary_keras import geometry
-from bestiary_keras.detection import yolo, yolov2
+from bestiary_keras.detection import priors, yolo, yolov2
 
 __all__ = [
     "ABLATION_BASE",
@@ -175,8 +175,8 @@ def build_ablation_detector(config: dict, *, num_classes: int, hand_anchors, kme
         return AblationDetector(model, loss, encode, detect)
     if config["head"] != "anchors":
         raise ValueError(f"config['head'] must be 'dense' or 'anchors', got {config['head']!r}.")
-    anchors = np.asarray(kmeans_anchors if config["priors"] == "kmeans" else hand_anchors,
-                         np.float32).reshape(-1, 2)
+    anchors = priors.check_anchors(kmeans_anchors if config["priors"] == "kmeans"
+                                   else hand_anchors)
     location = config["location"]
     model = yolov2.yolo_v2(num_classes=num_classes, anchors=anchors, backbone=backbone,
                            passthrough=config["passthrough"])

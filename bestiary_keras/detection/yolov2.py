@@ -15,7 +15,7 @@ Starting from YOLO (``bestiary_keras.detection.yolo``), the paper adds, one at a
   pooling, 1x1 convolutions that compress them in between, batch norm everywhere
   (``darknet_backbone``, scaled down);
 - **dimension priors**: the anchors' shapes from k-means on the training boxes with the
-  distance ``d(box, centroid) = 1 - IoU(box, centroid)`` (``kmeans_anchors``);
+  distance ``d(box, centroid) = 1 - IoU(box, centroid)`` (``priors.kmeans_anchors``);
 - **direct location prediction**: the box centre is ``(c_x + sigmoid(t_x), c_y + sigmoid(t_y))``
   in cell units, so it cannot leave its cell, instead of Faster R-CNN's unconstrained
   ``x = x_a + t_x w_a`` (``location="direct"`` vs ``"offset"``);
@@ -23,7 +23,7 @@ Starting from YOLO (``bestiary_keras.detection.yolo``), the paper adds, one at a
   neighbourhoods stacked into channels), are concatenated with the stride-8 features
   (``passthrough=True``);
 - **multi-scale training**: the input size changes every few batches among multiples of the
-  stride (``yolo.YoloBatches(sizes=...)``), which only a fully convolutional network allows;
+  stride (``yolo_data.YoloBatches(sizes=...)``), which only a fully convolutional network allows;
 - a **high-resolution detector**: the multi-scale model evaluated at a larger input.
 
 Predictions are ``(N, S, S, A, 5 + C)`` raw values ``(t_x, t_y, t_w, t_h, t_o, class logits)``,
@@ -48,13 +48,10 @@ from keras import layers, ops
 
 from bestiary_keras import geometry
 from bestiary_keras.detection import boxes as box_ops
-from bestiary_keras.detection import yolo
+from bestiary_keras.detection import priors, yolo
 
 __all__ = [
     "LOCATIONS",
-    "shape_iou",
-    "kmeans_anchors",
-    "anchors_from_scales",
     "SpaceToDepth",
     "darknet_backbone",
     "backbone_classifier",
@@ -68,94 +65,6 @@ __all__ = [
 ]
 
 LOCATIONS = ("direct", "offset")
-
-
-# ----------------------------------------------------------------------------- k-means priors
-def _sizes(values, name):
-    values = np.asarray(values, np.float32)
-    if values.ndim != 2 or values.shape[1] != 2:
-        raise ValueError(f"{name} must be (n, 2) widths and heights, got shape {values.shape}.")
-    return values
-
-
-def _anchor_shapes(anchors):
-    """``(A, 2)`` anchor widths and heights, refused unless all are finite and > 0."""
-    anchors = _sizes(anchors, "anchors")
-    if len(anchors) == 0:
-        raise ValueError("anchors is empty: give at least one (width, height) in pixels, e.g. "
-                         "anchors=((16, 16), (22, 22)) or kmeans_anchors(...)[0].")
-    bad = ~np.isfinite(anchors).all(axis=1) | (anchors <= 0).any(axis=1)
-    if bad.any():
-        raise ValueError(
-            f"anchors must be positive, finite widths and heights in pixels, got "
-            f"{anchors[bad].tolist()} in anchors={anchors.tolist()}: a predicted size is "
-            "anchor * exp(t) and the loss takes log(w / anchor), NaN for anchors <= 0. Use the "
-            "absolute sizes, e.g. from kmeans_anchors or anchors_from_scales."
-        )
-    return anchors
-
-
-def shape_iou(sizes, anchors) -> np.ndarray:
-    """IoU of box shapes, boxes aligned on a common centre: ``(n, 2)``, ``(k, 2)`` -> ``(n, k)``.
-
-    The paper's k-means distance ignores where a box is, only its width and height matter:
-    both boxes are centred at the origin and ``geometry.pairwise_iou`` does the rest.
-    """
-    sizes = _sizes(sizes, "sizes")
-    anchors = _sizes(anchors, "anchors")
-
-    def centred(wh):
-        return np.concatenate([-wh / 2.0, wh / 2.0], axis=1)
-
-    return geometry.pairwise_iou(centred(sizes), centred(anchors))
-
-
-def kmeans_anchors(sizes, k: int, *, iterations: int = 100, seed: int = 0):
-    """Dimension priors: k-means on box shapes with the distance ``1 - IoU`` (YOLOv2, Sec. 2).
-
-    Euclidean k-means on ``(w, h)`` lets large boxes dominate the error; with ``1 - IoU`` the
-    clusters are as good for small boxes as for large ones. Centroids start at ``k`` distinct
-    random boxes; each iteration assigns every box to the centroid of highest IoU and moves
-    each centroid to the mean shape of its boxes, until the assignment no longer changes.
-
-    Args:
-        sizes: ``(n, 2)`` widths and heights of the training boxes (pixels).
-        k: number of clusters (anchors), ``1 <= k <= n``.
-        iterations: at most this many assignment steps.
-        seed: seed of the initial centroids.
-
-    Returns:
-        ``(anchors, mean_iou)``: ``(k, 2)`` float32 anchor shapes sorted by area, and the mean
-        over the boxes of their IoU with their closest anchor (the paper's "Avg IOU").
-    """
-    sizes = _sizes(sizes, "sizes")
-    sizes = sizes[(sizes > 0).all(axis=1)]
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= len(sizes):
-        raise ValueError(f"k must be an int between 1 and the number of boxes ({len(sizes)}), "
-                         f"got {k!r}.")
-    rng = np.random.default_rng(seed)
-    unique = np.unique(sizes, axis=0)
-    if len(unique) < k:
-        raise ValueError(f"only {len(unique)} distinct box shapes for k={k} clusters: lower k.")
-    centroids = unique[rng.choice(len(unique), k, replace=False)]
-    assignment = None
-    for _ in range(int(iterations)):
-        new = np.argmax(shape_iou(sizes, centroids), axis=1)
-        if assignment is not None and np.array_equal(new, assignment):
-            break
-        assignment = new
-        for j in range(k):
-            members = sizes[assignment == j]
-            if len(members):
-                centroids[j] = members.mean(axis=0)
-    centroids = centroids[np.argsort(centroids.prod(axis=1))]
-    mean_iou = float(shape_iou(sizes, centroids).max(axis=1).mean())
-    return centroids.astype(np.float32), mean_iou
-
-
-def anchors_from_scales(scales, ratios) -> np.ndarray:
-    """Hand-picked anchor shapes ``(A, 2)`` as in Faster R-CNN (``boxes.anchor_shapes``)."""
-    return box_ops.anchor_shapes(scales, ratios)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -306,7 +215,7 @@ def yolo_v2(input_shape=(None, None, 3), num_classes: int = 3, *,
         A ``keras.Model`` from images ``(N, H, W, 3)`` (pixel values in [0, 255], any ``H, W``
         divisible by 8) to raw predictions ``(N, H/8, W/8, A, 5 + C)``.
     """
-    anchors = _anchor_shapes(anchors)
+    anchors = priors.check_anchors(anchors)
     num_anchors = len(anchors)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes!r}.")
@@ -393,7 +302,7 @@ def encode_yolo_v2_targets(boxes, labels, image_size: int, anchors, num_classes:
         that are not xyxy or whose centre lies outside the image are refused
         (``yolo.check_object_boxes``).
     """
-    anchors = _anchor_shapes(anchors)
+    anchors = priors.check_anchors(anchors)
     image_size = int(image_size)
     if image_size % stride:
         raise ValueError(
@@ -417,7 +326,7 @@ def encode_yolo_v2_targets(boxes, labels, image_size: int, anchors, num_classes:
         index = np.flatnonzero(valid[n])
         if len(index) == 0:
             continue
-        best = np.argmax(shape_iou(centre[n, index, 2:], anchors), axis=1)
+        best = np.argmax(priors.shape_iou(centre[n, index, 2:], anchors), axis=1)
         for m, a in sorted(zip(index, best), key=lambda t: area[n, t[0]]):
             col = min(int(centre[n, m, 0] // stride), grid - 1)
             row = min(int(centre[n, m, 1] // stride), grid - 1)
@@ -492,7 +401,7 @@ def yolo_v2_loss_terms(y_true, y_pred, anchors, *, stride: int = 8, location: st
     _check_location(location)
     y_true = ops.cast(ops.convert_to_tensor(y_true), "float32")
     y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
-    anchors = _anchor_shapes(anchors)
+    anchors = priors.check_anchors(anchors)
     pred_boxes, cell = _decode_ops(y_pred, anchors, stride, location)
     responsible = y_true[..., 0]
     true_boxes = y_true[..., 1:5]
@@ -549,7 +458,7 @@ class YoloV2Loss(keras.losses.Loss):
                  **kwargs):
         super().__init__(name=name, **kwargs)
         _check_location(location)
-        self.anchors = _anchor_shapes(anchors)
+        self.anchors = priors.check_anchors(anchors)
         self.stride = int(stride)
         self.location = location
         self.lambda_coord = float(lambda_coord)
@@ -590,7 +499,7 @@ def decode_yolo_v2(predictions, anchors, *, stride: int = 8, location: str = "di
     predictions = np.asarray(keras.ops.convert_to_numpy(predictions), np.float32)
     if predictions.ndim != 5:
         raise ValueError(f"predictions must be (N, S, S, A, 5 + C), got {predictions.shape}.")
-    boxes, _ = _decode_ops(predictions, _anchor_shapes(anchors), stride, location)
+    boxes, _ = _decode_ops(predictions, priors.check_anchors(anchors), stride, location)
     n = len(predictions)
     size = predictions.shape[1] * stride if image_size is None else image_size
     boxes = geometry.clip_boxes(np.asarray(keras.ops.convert_to_numpy(boxes)).reshape(n, -1, 4),
