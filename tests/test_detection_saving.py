@@ -4,7 +4,7 @@
 import keras
 import numpy as np
 
-from bestiary_keras.detection import fast_rcnn, faster_rcnn, mask_rcnn, yolo, yolov2
+from bestiary_keras.detection import backbones, fast_rcnn, faster_rcnn, mask_rcnn, yolo, yolov2
 from bestiary_keras.detection.roi_align import RoIAlign
 from bestiary_keras.detection.roi_pooling import RoIMaxPooling
 
@@ -45,7 +45,7 @@ def test_yolo_models_and_losses_survive_save_and_load(tmp_path):
     np.testing.assert_array_equal(loaded.predict(IMAGES, verbose=0), v1.predict(IMAGES, verbose=0))
     assert isinstance(loaded.loss, yolo.YoloV1Loss)
     v2 = yolov2.yolo_v2(num_classes=3, anchors=[[8, 8], [16, 16]], head_filters=8,
-                        backbone=yolov2.darknet_backbone((4, 4, 8, 8)))
+                        backbone=backbones.darknet_backbone((4, 4, 8, 8)))
     v2.compile(loss=yolov2.YoloV2Loss([[8, 8], [16, 16]], location="offset"))
     loaded = _reload(v2, tmp_path)
     np.testing.assert_array_equal(loaded.predict(IMAGES, verbose=0), v2.predict(IMAGES, verbose=0))

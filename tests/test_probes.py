@@ -24,7 +24,8 @@ from bestiary_keras import pretrained  # noqa: E402
 from bestiary_keras.datasets import cache as cache_module  # noqa: E402
 from bestiary_keras.datasets import make_scenes, tfds_data  # noqa: E402
 from bestiary_keras.datasets.tfds_data import DatasetNotAvailableError, load_tfds  # noqa: E402
-from bestiary_keras.detection import fast_rcnn, proposals, rcnn, yolo, yolov2  # noqa: E402
+from bestiary_keras.detection import (  # noqa: E402
+    backbones, fast_rcnn, proposals, rcnn, yolo_data, yolov2)
 from bestiary_keras.segmentation import metrics  # noqa: E402
 from bestiary_keras.segmentation.refinenet import refinenet  # noqa: E402
 from bestiary_keras.segmentation.segnet import segnet  # noqa: E402
@@ -303,7 +304,7 @@ def test_scene_and_proposal_caches_leak_nothing_and_share_one_mode(tmp_path, mon
 # ============================================================ item 11: builders and bad input
 def test_yolo_v2_input_size_says_multiple_of_8_and_nearest_sizes():
     model = yolov2.yolo_v2(num_classes=2, anchors=((12.0, 12.0),), head_filters=8, passthrough_filters=4,
-                           backbone=yolov2.darknet_backbone((4, 4, 8, 8)))
+                           backbone=backbones.darknet_backbone((4, 4, 8, 8)))
     assert model(np.zeros((1, 56, 64, 3), np.float32)).shape == (1, 7, 8, 1, 7)
     with pytest.raises(ValueError, match="multiples of 8.*56 or 64 for the height"):
         model(np.zeros((1, 60, 60, 3), np.float32))  # was: a reshape error inside SpaceToDepth
@@ -335,16 +336,16 @@ def test_non_positive_anchors_refused(anchors):
     with pytest.raises(ValueError, match=r"anchors must be positive, finite.*anchors="):
         yolov2.yolo_v2(num_classes=2, anchors=anchors, head_filters=8)
     with pytest.raises(ValueError, match="anchors must be positive"):
-        yolov2.encode_yolo_v2_targets(boxes, labels, 32, anchors, 2)
+        yolo_data.encode_yolo_v2_targets(boxes, labels, 32, anchors, 2)
     with pytest.raises(ValueError, match="anchors must be positive"):
         yolov2.YoloV2Loss(anchors)
     with pytest.raises(ValueError, match="anchors is empty"):
-        yolov2.encode_yolo_v2_targets(boxes, labels, 32, np.zeros((0, 2)), 2)
+        yolo_data.encode_yolo_v2_targets(boxes, labels, 32, np.zeros((0, 2)), 2)
 
 
 ENCODERS = {
-    "v1": lambda boxes, labels: yolo.encode_yolo_v1_targets(boxes, labels, 64, 8, 3),
-    "v2": lambda boxes, labels: yolov2.encode_yolo_v2_targets(boxes, labels, 64, [[8, 8]], 3),
+    "v1": lambda boxes, labels: yolo_data.encode_yolo_v1_targets(boxes, labels, 64, 8, 3),
+    "v2": lambda boxes, labels: yolo_data.encode_yolo_v2_targets(boxes, labels, 64, [[8, 8]], 3),
 }
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bestiary_keras.detection import plots, yolo, yolo_data
+from bestiary_keras.detection import yolo, yolo_data
 
 # ----------------------------------------------------------------------------- the hand example
 # A 2 x 2 grid (S = 2), B = 2 boxes per cell, C = 2 classes, one object.
@@ -145,7 +145,7 @@ def test_encode_targets_by_hand():
     # -> column 20 // 8 = 2, x = 20 / 8 - 2 = 0.5; row 28 // 8 = 3, y = 0.5; w = h = 16 / 64
     boxes = np.array([[[12, 20, 28, 36], [0, 0, 0, 0]]], np.float32)
     labels = np.array([[2, -1]])
-    targets = yolo.encode_yolo_v1_targets(boxes, labels, 64, 8, 3)
+    targets = yolo_data.encode_yolo_v1_targets(boxes, labels, 64, 8, 3)
     assert targets.shape == (1, 8, 8, 8)
     np.testing.assert_allclose(targets[0, 3, 2], [1, 0.5, 0.5, 0.25, 0.25, 0, 0, 1])
     assert targets[..., 0].sum() == 1  # padding is skipped
@@ -155,15 +155,15 @@ def test_one_object_per_cell_the_largest_wins():
     # two centres in cell (row 3, col 2): the larger box is kept, the other one is dropped
     boxes = np.array([[[18, 26, 22, 30], [8, 16, 32, 40]]], np.float32)
     labels = np.array([[0, 1]])
-    targets = yolo.encode_yolo_v1_targets(boxes, labels, 64, 8, 2)
+    targets = yolo_data.encode_yolo_v1_targets(boxes, labels, 64, 8, 2)
     np.testing.assert_allclose(targets[0, 3, 2], [1, 0.5, 0.5, 0.375, 0.375, 0, 1])
     assert targets[..., 0].sum() == 1
-    assert yolo.count_dropped_objects(boxes, labels, 64, 8) == 1
+    assert yolo_data.count_dropped_objects(boxes, labels, 64, 8) == 1
 
 
 def test_encode_rejects_a_class_beyond_num_classes():
     with pytest.raises(ValueError, match="num_classes"):
-        yolo.encode_yolo_v1_targets(np.array([[[0, 0, 8, 8]]], np.float32), np.array([[3]]),
+        yolo_data.encode_yolo_v1_targets(np.array([[[0, 0, 8, 8]]], np.float32), np.array([[3]]),
                                     64, 8, 3)
 
 
@@ -171,7 +171,7 @@ def test_encode_rejects_a_class_beyond_num_classes():
 def test_decode_and_detections_recover_a_perfect_prediction():
     boxes = np.array([[[12, 20, 28, 36], [40, 8, 60, 20]]], np.float32)
     labels = np.array([[2, 0]])
-    targets = yolo.encode_yolo_v1_targets(boxes, labels, 64, 8, 3)
+    targets = yolo_data.encode_yolo_v1_targets(boxes, labels, 64, 8, 3)
     pred = np.zeros((1, 8, 8, 5 * 2 + 3), np.float32)
     pred[..., 0:4] = targets[..., 1:5]
     pred[..., 4] = targets[..., 0]  # confidence 1 where an object is, 0 elsewhere
@@ -205,7 +205,7 @@ def test_batches_change_size_every_n_batches_and_encode_at_that_size():
     labels = np.zeros((5, 1), np.int32)
     batches = yolo_data.YoloBatches(
         images, boxes, labels,
-        lambda b, lab, size: yolo.encode_yolo_v1_targets(b, lab, size, size // 8, 1),
+        lambda b, lab, size: yolo_data.encode_yolo_v1_targets(b, lab, size, size // 8, 1),
         batch_size=2, sizes=(48, 64, 80), change_every=4, seed=3)
     sizes = []
     for step in range(12):
@@ -259,7 +259,7 @@ def test_yolo_v1_trains_on_streamed_batches():
     boxes = np.tile(np.array([[[10, 10, 30, 30]]], np.float32), (8, 1, 1))
     labels = np.zeros((8, 1), np.int32)
     batches = yolo_data.YoloBatches(images, boxes, labels,
-                               lambda b, lab, size: yolo.encode_yolo_v1_targets(b, lab, size, 8, 3),
+                               lambda b, lab, size: yolo_data.encode_yolo_v1_targets(b, lab, size, 8, 3),
                                batch_size=4)
     model = yolo.yolo_v1((64, 64, 3), 3, grid_size=8, boxes_per_cell=2,
                          widths=(4, 4, 4, 4), reduce_channels=4, hidden_units=8)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bestiary_keras.detection import ablation, priors, yolo_data, yolov2
+from bestiary_keras.detection import ablation, backbones, priors, yolo_data, yolov2
 
 
 # ----------------------------------------------------------------------------- k-means priors
@@ -57,12 +57,12 @@ def test_targets_go_to_the_centre_cell_and_the_best_anchor_shape():
     # shape IoU with (8, 8): 64 / 512 = 0.125, with (16, 32): 1 -> anchor 1
     boxes = np.array([[[12, 20, 28, 52], [0, 0, 0, 0]]], np.float32)
     labels = np.array([[1, -1]])
-    targets = yolov2.encode_yolo_v2_targets(boxes, labels, 64, [[8, 8], [16, 32]], 2)
+    targets = yolo_data.encode_yolo_v2_targets(boxes, labels, 64, [[8, 8], [16, 32]], 2)
     assert targets.shape == (1, 8, 8, 2, 7)
     np.testing.assert_allclose(targets[0, 4, 2, 1], [1, 12, 20, 28, 52, 0, 1])
     assert targets[..., 0].sum() == 1
     with pytest.raises(ValueError, match="multiple of the stride"):
-        yolov2.encode_yolo_v2_targets(boxes, labels, 60, [[8, 8]], 2)
+        yolo_data.encode_yolo_v2_targets(boxes, labels, 60, [[8, 8]], 2)
 
 
 # ----------------------------------------------------------------------------- the loss by hand
@@ -172,7 +172,7 @@ def test_decode_probabilities_match_the_former_hand_written_sigmoid_and_softmax(
 # ----------------------------------------------------------------------------- builder
 def test_builder_is_fully_convolutional_with_a_passthrough():
     model = yolov2.yolo_v2(num_classes=3, anchors=[[10, 10], [20, 20], [30, 30]], head_filters=8,
-                           backbone=yolov2.darknet_backbone((4, 4, 8, 8)))
+                           backbone=backbones.darknet_backbone((4, 4, 8, 8)))
     assert model.output_shape == (None, None, None, 3, 8)
     assert model.get_layer("passthrough_reorg").output.shape[-1] == 4 * 16
     for size in (48, 64, 80):
@@ -194,10 +194,10 @@ def test_multi_scale_training_runs_and_the_loss_stays_finite():
     labels = np.tile(np.array([[0, 1]]), (8, 1))
     batches = yolo_data.YoloBatches(
         images, boxes, labels,
-        lambda b, lab, size: yolov2.encode_yolo_v2_targets(b, lab, size, anchors, 2),
+        lambda b, lab, size: yolo_data.encode_yolo_v2_targets(b, lab, size, anchors, 2),
         batch_size=4, sizes=(48, 64, 80), change_every=2, seed=0)
     model = yolov2.yolo_v2(num_classes=2, anchors=anchors, head_filters=8,
-                           backbone=yolov2.darknet_backbone((4, 4, 8, 8)))
+                           backbone=backbones.darknet_backbone((4, 4, 8, 8)))
     model.compile(keras.optimizers.Adam(1e-3), yolov2.YoloV2Loss(anchors))
     history = model.fit(batches.dataset(), steps_per_epoch=6, epochs=1, shuffle=False, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
@@ -205,7 +205,7 @@ def test_multi_scale_training_runs_and_the_loss_stays_finite():
 
 
 def test_backbone_classifier_shares_the_backbone():
-    backbone = yolov2.darknet_backbone((4, 4, 8, 8))
+    backbone = backbones.darknet_backbone((4, 4, 8, 8))
     classifier = yolov2.backbone_classifier(backbone, 3)
     assert classifier.predict(np.zeros((2, 32, 32, 3)), verbose=0).shape == (2, 3)
     detector = yolov2.yolo_v2(num_classes=3, backbone=backbone, head_filters=8)

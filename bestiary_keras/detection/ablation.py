@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from bestiary_keras import geometry
-from bestiary_keras.detection import priors, yolo, yolov2
+from bestiary_keras.detection import backbones, priors, yolo, yolo_data, yolov2
 
 __all__ = [
     "ABLATION_BASE",
@@ -75,9 +75,9 @@ def new_backbone(config: dict) -> keras.Model:
     """A fresh (untrained) backbone for an ablation row: YOLO's trunk (with or without batch
     norm) or the Darknet-style network."""
     if config["backbone"] == "darknet":
-        return yolov2.darknet_backbone()
+        return backbones.darknet_backbone()
     if config["backbone"] == "yolo":
-        return yolo.yolo_backbone(batch_norm=config["batch_norm"])
+        return backbones.yolo_backbone(batch_norm=config["batch_norm"])
     raise ValueError(f"config['backbone'] must be 'yolo' or 'darknet', got {config['backbone']!r}.")
 
 
@@ -165,7 +165,7 @@ def build_ablation_detector(config: dict, *, num_classes: int, hand_anchors, kme
         loss = yolo.YoloV1Loss(boxes_per_cell=2, num_classes=num_classes)
 
         def encode(boxes, labels, size):
-            return yolo.encode_yolo_v1_targets(boxes, labels, size, size // 8, num_classes)
+            return yolo_data.encode_yolo_v1_targets(boxes, labels, size, size // 8, num_classes)
 
         def detect(predictions, scale=1.0):
             size = predictions.shape[1] * 8
@@ -183,7 +183,7 @@ def build_ablation_detector(config: dict, *, num_classes: int, hand_anchors, kme
     loss = yolov2.YoloV2Loss(anchors, location=location)
 
     def encode(boxes, labels, size):
-        return yolov2.encode_yolo_v2_targets(boxes, labels, size, anchors, num_classes)
+        return yolo_data.encode_yolo_v2_targets(boxes, labels, size, anchors, num_classes)
 
     def detect(predictions, scale=1.0):
         return yolov2.yolo_v2_detections(predictions, anchors, location=location, scale=scale)

@@ -36,17 +36,13 @@ import numpy as np
 from keras import layers, ops
 
 from bestiary_keras import geometry
+from bestiary_keras.detection import backbones
 from bestiary_keras.detection import boxes as box_ops
 from bestiary_keras.detection.backbones import square_image_size
 
 __all__ = [
-    "conv_block",
-    "yolo_backbone",
     "YoloV1Output",
     "yolo_v1",
-    "encode_yolo_v1_targets",
-    "check_object_boxes",
-    "count_dropped_objects",
     "safe_sqrt",
     "yolo_v1_loss_terms",
     "yolo_v1_loss",
@@ -77,55 +73,6 @@ def _num_pools(image_size, grid_size) -> int:
             f"image_size {' or '.join(map(str, sorted(fits)))}."
         )
     return pools
-
-
-def conv_block(x, filters: int, kernel_size: int = 3, *, batch_norm: bool = False, name: str):
-    """Convolution, optional batch norm, leaky ReLU (slope 0.1), as in YOLO and Darknet.
-
-    With batch norm the convolution has no bias (the norm's offset replaces it).
-    """
-    x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm,
-                      kernel_initializer="he_normal", name=f"{name}_conv")(x)
-    if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
-    return layers.LeakyReLU(negative_slope=0.1, name=f"{name}_leaky")(x)
-
-
-def yolo_backbone(widths=(16, 32, 64, 128), *, num_pools: int = 3, batch_norm: bool = False,
-                  name: str = "backbone") -> keras.Model:
-    """The convolutional trunk of our YOLO: ``len(widths)`` 3x3 conv blocks, a 2x2 max pooling
-    after each of the first ``num_pools``.
-
-    Fully convolutional (input ``(None, None, 3)``), so the same weights can be pre-trained as a
-    classifier at one resolution and used by the detector at another (YOLOv2's
-    high-resolution classifier, notebook 07).
-
-    Args:
-        widths: filters of each conv block.
-        num_pools: poolings (the output stride is ``2 ** num_pools``); at most ``len(widths)``.
-        batch_norm: batch normalisation after every convolution (YOLOv2's first step).
-        name: model name, also the prefix of its layers.
-
-    Returns:
-        A ``keras.Model`` from images ``(N, H, W, 3)`` (pixel values in [0, 255], rescaled to
-        [-1, 1] by its first layer) to features
-        ``(N, H / 2**num_pools, W / 2**num_pools, widths[-1])``.
-    """
-    widths = tuple(int(w) for w in widths)
-    if not widths or min(widths) < 1:
-        raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}.")
-    if not 0 <= num_pools <= len(widths):
-        raise ValueError(
-            f"num_pools={num_pools} must be between 0 and len(widths)={len(widths)} (one pooling "
-            "after each of the first num_pools blocks)."
-        )
-    inputs = keras.Input((None, None, 3), name=f"{name}_image")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name=f"{name}_rescale")(inputs)  # [0, 255] -> [-1, 1]
-    for i, width in enumerate(widths):
-        x = conv_block(x, width, 3, batch_norm=batch_norm, name=f"{name}_block{i + 1}")
-        if i < num_pools:
-            x = layers.MaxPooling2D(2, name=f"{name}_pool{i + 1}")(x)
-    return keras.Model(inputs, x, name=name)
 
 
 @keras.saving.register_keras_serializable(package="bestiary_keras")
@@ -202,7 +149,7 @@ def yolo_v1(input_shape=(64, 64, 3), num_classes: int = 3, *, grid_size: int = 8
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
     if backbone is None:
-        backbone = yolo_backbone(widths, num_pools=num_pools, batch_norm=batch_norm)
+        backbone = backbones.yolo_backbone(widths, num_pools=num_pools, batch_norm=batch_norm)
     depth = 5 * boxes_per_cell + num_classes
     inputs = keras.Input((image_size, image_size, 3), name="image")
     features = backbone(inputs)
@@ -212,7 +159,7 @@ def yolo_v1(input_shape=(64, 64, 3), num_classes: int = 3, *, grid_size: int = 8
             f"{features.shape[2]} features, not the {grid_size}x{grid_size} grid: give a "
             f"backbone of stride {image_size // grid_size}."
         )
-    x = conv_block(features, reduce_channels, 1, batch_norm=batch_norm, name="head_reduce")
+    x = backbones.conv_block(features, reduce_channels, 1, batch_norm=batch_norm, name="head_reduce")
     x = layers.Flatten(name="head_flatten")(x)
     x = layers.Dense(hidden_units, kernel_initializer="he_normal", name="head_dense")(x)
     x = layers.LeakyReLU(negative_slope=0.1, name="head_leaky")(x)
@@ -228,127 +175,6 @@ def yolo_v1(input_shape=(64, 64, 3), num_classes: int = 3, *, grid_size: int = 8
         bias[..., 4:5 * boxes_per_cell:5] = math.log(confidence_prior / (1.0 - confidence_prior))
         model.get_layer("head_output").bias.assign(bias.reshape(-1))
     return model
-
-
-# ----------------------------------------------------------------------------- targets
-def _check_square(image_size) -> int:
-    if not isinstance(image_size, (int, np.integer)) or image_size < 1:
-        raise ValueError(
-            f"image_size must be a positive int (square images), got {image_size!r}; resize "
-            "non-square images first."
-        )
-    return int(image_size)
-
-
-def _valid_objects(boxes, labels, image_size: int):
-    boxes = np.asarray(boxes, np.float32)
-    labels = np.asarray(labels)
-    if boxes.ndim != 3 or boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must have shape (N, M, 4), got {boxes.shape}.")
-    if labels.shape != boxes.shape[:2]:
-        raise ValueError(f"labels must have shape {boxes.shape[:2]} (N, M), got {labels.shape}.")
-    check_object_boxes(boxes, labels, image_size)
-    area = geometry.box_area(boxes)
-    return boxes, labels, (labels >= 0) & (area > 0)
-
-
-def check_object_boxes(boxes, labels, image_size: int) -> None:
-    """Refuses object boxes that a target encoder would drop or misplace without a word.
-
-    Padding (label -1) is not looked at, nor are objects of zero area (``x_max == x_min``, as
-    a crop leaves an object it cut away): the encoders skip those.
-
-    Args:
-        boxes: float ``(N, M, 4)`` boxes, meant as xyxy pixels.
-        labels: int ``(N, M)`` class indices, -1 for padding.
-        image_size: side of the square image the boxes belong to.
-
-    Raises:
-        ValueError: an object's box has ``x_max < x_min`` or ``y_max < y_min`` (its area would
-            count as 0 and it would be skipped: boxes given as centre/size, not xyxy), or the
-            centre of an encoded box lies outside the image (a box wholly or mostly outside:
-            no cell holds it; it used to land in a cell on the opposite edge).
-    """
-    boxes, objects = np.asarray(boxes, np.float32), np.asarray(labels) >= 0
-    inverted = objects & ((boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1]))
-    if inverted.any():
-        n, m = np.argwhere(inverted)[0]
-        raise ValueError(
-            f"boxes[{n}, {m}] = {boxes[n, m].tolist()} has x_max < x_min or y_max < y_min "
-            f"({int(inverted.sum())} such object box(es)): boxes must be xyxy, "
-            "[x_min, y_min, x_max, y_max] in pixels. Convert centre/size boxes with "
-            "geometry.cxcywh_to_xyxy; give padding slots the label -1."
-        )
-    valid = objects & (geometry.box_area(boxes) > 0)
-    centre = (boxes[..., :2] + boxes[..., 2:]) / 2.0
-    outside = valid & ((centre < 0) | (centre > image_size)).any(axis=-1)
-    if outside.any():
-        n, m = np.argwhere(outside)[0]
-        raise ValueError(
-            f"boxes[{n}, {m}] = {boxes[n, m].tolist()} has its centre outside the {image_size}x"
-            f"{image_size} image, so no grid cell can hold it: the box lies wholly (or mostly) "
-            f"outside ({int(outside.sum())} such object box(es)). Boxes must be in pixels of the "
-            f"image_size={image_size} input: resize them with their images, clip them "
-            "(geometry.clip_boxes), or drop those objects (label -1)."
-        )
-
-
-def encode_yolo_v1_targets(boxes, labels, image_size: int, grid_size: int,
-                           num_classes: int) -> np.ndarray:
-    """Training targets of YOLO v1 for a batch of scenes.
-
-    The object whose box centre falls in cell ``(row, col)`` is that cell's object:
-    ``has_object = 1``, ``(x, y)`` = centre offset inside the cell (0..1), ``(w, h)`` = size as
-    a fraction of the image, and the class one-hot. A cell holds one object only: when several
-    centres fall in the same cell, the largest box is kept (YOLO v1's known weakness with
-    small objects in groups, see ``count_dropped_objects``). Padding (label -1) and zero-area
-    boxes are skipped; an object box that is not xyxy (``x_max < x_min``: centre/size boxes)
-    or whose centre lies outside the image is refused (``check_object_boxes``).
-
-    Args:
-        boxes: ``(N, M, 4)`` xyxy pixel boxes (the scene generator's).
-        labels: ``(N, M)`` class indices, -1 for padding.
-        image_size: side of the square images in pixels.
-        grid_size: ``S``.
-        num_classes: ``C``.
-
-    Returns:
-        float32 ``(N, S, S, 5 + C)``: ``[has_object, x, y, w, h, one-hot]`` per cell.
-    """
-    image_size = _check_square(image_size)
-    boxes, labels, valid = _valid_objects(boxes, labels, image_size)
-    if np.any(labels[valid] >= num_classes):
-        raise ValueError(f"labels go up to {labels.max()}, beyond num_classes={num_classes}.")
-    cell = image_size / grid_size
-    targets = np.zeros((len(boxes), grid_size, grid_size, 5 + num_classes), np.float32)
-    centre = geometry.xyxy_to_cxcywh(boxes)
-    area = geometry.box_area(boxes)
-    for n in range(len(boxes)):
-        # ascending area: a larger object in the same cell overwrites a smaller one
-        for m in sorted(np.flatnonzero(valid[n]), key=lambda k: area[n, k]):
-            cx, cy, w, h = centre[n, m]
-            col = min(int(cx // cell), grid_size - 1)
-            row = min(int(cy // cell), grid_size - 1)
-            targets[n, row, col] = 0.0
-            targets[n, row, col, 0] = 1.0
-            targets[n, row, col, 1:5] = (cx / cell - col, cy / cell - row,
-                                          w / image_size, h / image_size)
-            targets[n, row, col, 5 + labels[n, m]] = 1.0
-    return targets
-
-
-def count_dropped_objects(boxes, labels, image_size: int, grid_size: int) -> int:
-    """How many objects lose their cell to a larger one (their centres share a cell)."""
-    image_size = _check_square(image_size)
-    boxes, labels, valid = _valid_objects(boxes, labels, image_size)
-    cell = image_size / grid_size
-    centre = geometry.xyxy_to_cxcywh(boxes)[..., :2]
-    cells = np.minimum((centre // cell).astype(int), grid_size - 1)
-    dropped = 0
-    for n in range(len(boxes)):
-        occupied = {tuple(cells[n, m]) for m in np.flatnonzero(valid[n])}
-        dropped += int(valid[n].sum()) - len(occupied)
-    return dropped
 
 
 # ----------------------------------------------------------------------------- loss

@@ -43,20 +43,18 @@ import math
 
 import keras
 import numpy as np
-from scipy import special
 from keras import layers, ops
+from scipy import special
 
 from bestiary_keras import geometry
+from bestiary_keras.detection import backbones, priors, yolo
 from bestiary_keras.detection import boxes as box_ops
-from bestiary_keras.detection import priors, yolo
 
 __all__ = [
     "LOCATIONS",
     "SpaceToDepth",
-    "darknet_backbone",
     "backbone_classifier",
     "yolo_v2",
-    "encode_yolo_v2_targets",
     "yolo_v2_loss_terms",
     "yolo_v2_loss",
     "YoloV2Loss",
@@ -132,43 +130,6 @@ class SpaceToDepth(layers.Layer):
 
 
 # ----------------------------------------------------------------------------- networks
-def darknet_backbone(widths=(16, 32, 48, 96), *, name: str = "darknet") -> keras.Model:
-    """Darknet-19's design at our scale: stride 8, batch norm everywhere, 1x1 bottlenecks.
-
-    Like Darknet-19 (Table 6 of the paper), mostly 3x3 convolutions whose channels double after
-    each 2x2 max pooling, with 1x1 convolutions compressing the features between the 3x3 ones
-    from the third stage on::
-
-        3x3 w0 | pool | 3x3 w1 | pool | 3x3 w2, 1x1 w2/2, 3x3 w2 | pool | 3x3 w3, 1x1 w3/2, 3x3 w3
-
-    Args:
-        widths: the four stages' widths.
-        name: model name and layer prefix.
-
-    Returns:
-        A ``keras.Model`` from images ``(N, H, W, 3)`` (pixel values in [0, 255]) to
-        ``[fine, coarse]``: the last stride-4 features ``(N, H/4, W/4, w2)`` (the passthrough
-        layer's input) and the stride-8 features ``(N, H/8, W/8, w3)``.
-    """
-    widths = tuple(int(w) for w in widths)
-    if len(widths) != 4 or min(widths) < 2:
-        raise ValueError(f"widths must be 4 ints >= 2 (one per stage), got {widths!r}.")
-    inputs = keras.Input((None, None, 3), name=f"{name}_image")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name=f"{name}_rescale")(inputs)
-    x = yolo.conv_block(x, widths[0], 3, batch_norm=True, name=f"{name}_stage1_conv1")
-    x = layers.MaxPooling2D(2, name=f"{name}_pool1")(x)
-    x = yolo.conv_block(x, widths[1], 3, batch_norm=True, name=f"{name}_stage2_conv1")
-    x = layers.MaxPooling2D(2, name=f"{name}_pool2")(x)
-    for stage, width in ((3, widths[2]), (4, widths[3])):
-        x = yolo.conv_block(x, width, 3, batch_norm=True, name=f"{name}_stage{stage}_conv1")
-        x = yolo.conv_block(x, width // 2, 1, batch_norm=True, name=f"{name}_stage{stage}_conv2")
-        x = yolo.conv_block(x, width, 3, batch_norm=True, name=f"{name}_stage{stage}_conv3")
-        if stage == 3:
-            fine = x
-            x = layers.MaxPooling2D(2, name=f"{name}_pool3")(x)
-    return keras.Model(inputs, [fine, x], name=name)
-
-
 def backbone_classifier(backbone: keras.Model, num_classes: int, *,
                         name: str = "classifier") -> keras.Model:
     """The backbone with global average pooling and a softmax layer: a classifier for
@@ -221,9 +182,9 @@ def yolo_v2(input_shape=(None, None, 3), num_classes: int = 3, *,
         raise ValueError(f"num_classes must be >= 1, got {num_classes!r}.")
     if isinstance(backbone, str):
         if backbone == "darknet":
-            backbone = darknet_backbone()
+            backbone = backbones.darknet_backbone()
         elif backbone == "yolo":
-            backbone = yolo.yolo_backbone(batch_norm=True)
+            backbone = backbones.yolo_backbone(batch_norm=True)
         else:
             raise ValueError(
                 f"backbone must be 'darknet', 'yolo' or a keras.Model, got {backbone!r}."
@@ -234,17 +195,17 @@ def yolo_v2(input_shape=(None, None, 3), num_classes: int = 3, *,
         fine, coarse = features
     else:
         fine, coarse = None, features
-    x = yolo.conv_block(coarse, head_filters, 3, batch_norm=True, name="head_conv1")
+    x = backbones.conv_block(coarse, head_filters, 3, batch_norm=True, name="head_conv1")
     if passthrough:
         if fine is None:
             raise ValueError(
                 "passthrough=True needs a backbone that returns [fine, coarse] features (e.g. "
                 "darknet_backbone); this one returns only its last feature map."
             )
-        p = yolo.conv_block(fine, passthrough_filters, 1, batch_norm=True, name="passthrough_conv")
+        p = backbones.conv_block(fine, passthrough_filters, 1, batch_norm=True, name="passthrough_conv")
         p = SpaceToDepth(2, input_stride=4, name="passthrough_reorg")(p)
         x = layers.Concatenate(name="passthrough_concat")([p, x])
-    x = yolo.conv_block(x, head_filters, 3, batch_norm=True, name="head_conv2")
+    x = backbones.conv_block(x, head_filters, 3, batch_norm=True, name="head_conv2")
     depth = 5 + num_classes
     bias = np.zeros((num_anchors, depth), np.float32)
     if confidence_prior is not None:
@@ -278,63 +239,6 @@ class _AnchorReshape(layers.Layer):
         config = super().get_config()
         config.update(num_anchors=self.num_anchors, depth=self.depth)
         return config
-
-
-# ----------------------------------------------------------------------------- targets
-def encode_yolo_v2_targets(boxes, labels, image_size: int, anchors, num_classes: int, *,
-                           stride: int = 8) -> np.ndarray:
-    """Targets of YOLOv2: each object goes to the cell of its centre and, there, to the anchor
-    whose shape fits it best (highest ``shape_iou``).
-
-    Args:
-        boxes: ``(N, M, 4)`` xyxy pixel boxes at ``image_size``.
-        labels: ``(N, M)`` class indices, -1 for padding.
-        image_size: side of the square input (a multiple of ``stride``).
-        anchors: ``(A, 2)`` anchor shapes in pixels.
-        num_classes: ``C``.
-        stride: pixels per grid cell.
-
-    Returns:
-        float32 ``(N, S, S, A, 5 + C)`` with ``S = image_size / stride``:
-        ``[has_object, x_min, y_min, x_max, y_max (pixels), one-hot]`` at the responsible
-        (cell, anchor), zeros elsewhere. When two objects want the same (cell, anchor), the
-        larger one is kept. Padding (label -1) and zero-area boxes are skipped; object boxes
-        that are not xyxy or whose centre lies outside the image are refused
-        (``yolo.check_object_boxes``).
-    """
-    anchors = priors.check_anchors(anchors)
-    image_size = int(image_size)
-    if image_size % stride:
-        raise ValueError(
-            f"image_size={image_size} is not a multiple of the stride {stride}: use "
-            f"{image_size // stride * stride} or {(image_size // stride + 1) * stride}."
-        )
-    boxes = np.asarray(boxes, np.float32)
-    labels = np.asarray(labels)
-    if boxes.ndim != 3 or labels.shape != boxes.shape[:2]:
-        raise ValueError(f"boxes must be (N, M, 4) and labels (N, M), got {boxes.shape} and "
-                         f"{labels.shape}.")
-    yolo.check_object_boxes(boxes, labels, image_size)  # xyxy, centre inside the image
-    grid = image_size // stride
-    targets = np.zeros((len(boxes), grid, grid, len(anchors), 5 + num_classes), np.float32)
-    area = geometry.box_area(boxes)
-    valid = (labels >= 0) & (area > 0)
-    if np.any(labels[valid] >= num_classes):
-        raise ValueError(f"labels go up to {labels.max()}, beyond num_classes={num_classes}.")
-    centre = geometry.xyxy_to_cxcywh(boxes)
-    for n in range(len(boxes)):
-        index = np.flatnonzero(valid[n])
-        if len(index) == 0:
-            continue
-        best = np.argmax(priors.shape_iou(centre[n, index, 2:], anchors), axis=1)
-        for m, a in sorted(zip(index, best), key=lambda t: area[n, t[0]]):
-            col = min(int(centre[n, m, 0] // stride), grid - 1)
-            row = min(int(centre[n, m, 1] // stride), grid - 1)
-            targets[n, row, col, a] = 0.0
-            targets[n, row, col, a, 0] = 1.0
-            targets[n, row, col, a, 1:5] = boxes[n, m]
-            targets[n, row, col, a, 5 + labels[n, m]] = 1.0
-    return targets
 
 
 # ----------------------------------------------------------------------------- decoding (ops)
