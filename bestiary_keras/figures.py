@@ -220,8 +220,9 @@ def class_legend(target, names, colors=None, *, loc="lower center", ncol=None, *
         colors = class_colors(len(names))
     handles = [Patch(facecolor=c, edgecolor="grey", linewidth=0.5, label=str(n))
                for n, c in zip(names, colors)]
-    options = dict(loc=loc, ncol=ncol or min(len(handles), 8), fontsize=FONT_SIZE, frameon=False)
-    if hasattr(target, "add_axes") and loc == "lower center":  # a figure: below the panels
+    figure = hasattr(target, "add_axes")  # below a figure's panels; framed on an axis's image
+    options = dict(loc=loc, ncol=ncol or min(len(handles), 8), fontsize=FONT_SIZE, frameon=not figure)
+    if figure and loc == "lower center":
         options["loc"] = "outside lower center"
     return target.legend(handles=handles, **{**options, **kwargs})
 
