@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from bestiary_keras.batching import step_indices
 from bestiary_keras.segmentation import elastic, losses, metrics, tiling
 from bestiary_keras.segmentation.unet import (
     count_conv_layers,
@@ -286,19 +287,30 @@ def test_elastic_batches_are_reproducible_and_cropped():
     assert len(plain) == 2
     x, y, w = plain[0]
     assert x.shape == (4, 92, 92, 1) and y.shape == (4, 52, 52) and w.shape == (4, 52, 52)
-    first = plain._order[:4]
+    # the order the former per-epoch permutation gave: default_rng([seed, epoch]), sliced
+    first = np.random.default_rng([3, 0]).permutation(10)[:4]
+    np.testing.assert_array_equal(plain.indices(0), first)
     np.testing.assert_array_equal(y, labels[first, 20:72, 20:72])
     np.testing.assert_array_equal(w, weights[first, 20:72, 20:72])
     again = elastic.ElasticBatches(images, labels, weights, output_size=52, batch_size=4, seed=3)
     np.testing.assert_array_equal(again[1][0], plain[1][0])
-    plain.on_epoch_end()
-    assert not np.array_equal(plain._order, again._order)  # a new order every epoch
+    plain.on_epoch_end()  # the next steps of the same endless sequence of shuffled passes
+    np.testing.assert_array_equal(plain.indices(0), step_indices(10, 4, 3, seed=3)[2])
+    assert not np.array_equal(plain.indices(0), again.indices(0))
+    # when batches tile the images (notebook 08: 600 / 8), epoch e is the former permutation e
+    whole = elastic.ElasticBatches(images, labels, weights, output_size=52, batch_size=5, seed=3)
+    for epoch in range(3):
+        order = np.random.default_rng([3, epoch]).permutation(10)
+        np.testing.assert_array_equal(np.concatenate([whole.indices(0), whole.indices(1)]), order)
+        whole.on_epoch_end()
     deformed = elastic.ElasticBatches(images, labels, weights, output_size=52, batch_size=4,
                                       augment=True, sigma=3.0, seed=3)
     xd, yd, _ = deformed[0]
     assert not np.array_equal(xd, x) and set(np.unique(yd)) <= {0, 1}
     with pytest.raises(ValueError, match="same length"):
         elastic.ElasticBatches(images, labels[:5], output_size=52)
+    with pytest.raises(ValueError, match="batch_size"):
+        elastic.ElasticBatches(images, labels, output_size=52, batch_size=11)
 
 
 def test_trimap_targets():

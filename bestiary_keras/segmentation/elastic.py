@@ -14,9 +14,10 @@ SciPy does all of it.) ``ElasticBatches`` feeds ``fit`` with freshly deformed ba
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 from scipy import ndimage
+
+from bestiary_keras.batching import SeededBatches
 
 __all__ = [
     "elastic_deform", "ElasticBatches", "random_displacement", "warp",
@@ -106,20 +107,22 @@ def elastic_deform(image, *labels, grid: int = 3, sigma: float = 10.0, image_ord
     return (*out, field)
 
 
-class ElasticBatches(keras.utils.PyDataset):
+class ElasticBatches(SeededBatches):
     """Training batches ``(images, labels, weights)`` for a valid U-Net, optionally deformed.
 
-    Every epoch visits the images in a new order fixed by ``seed`` (so two models trained with
-    the same ``seed`` see identical batches). With ``augment=True`` every image, its labels and
-    its weight map get a fresh random elastic deformation (one field for the three) before the
-    labels and weights are cropped to the network's output size.
+    A ``batching.SeededBatches`` with one pass over the images per epoch
+    (``len(images) // batch_size`` steps): every pass visits the images in a new order fixed by
+    ``seed``, so two models trained with the same ``seed`` see identical batches. With
+    ``augment=True`` every image, its labels and its weight map get a fresh random elastic
+    deformation (one field for the three, drawn from the step's generator) before the labels
+    and weights are cropped to the network's output size.
 
     Args:
         images: float32 (N, H, W) or (N, H, W, C).
         labels: int (N, H, W) class labels at the *input* size.
         weights: float32 (N, H, W) weight maps at the input size (``None``: all ones).
         output_size: the network's output size; labels and weights are centre-cropped to it.
-        batch_size: images per batch.
+        batch_size: images per batch (at most ``N``).
         augment: apply elastic deformations.
         grid, sigma: see ``random_displacement``.
         seed: fixes the order and the deformations.
@@ -127,42 +130,30 @@ class ElasticBatches(keras.utils.PyDataset):
 
     def __init__(self, images, labels, weights=None, *, output_size, batch_size=8,
                  augment=False, grid=3, sigma=2.0, seed=0, **kwargs):
-        super().__init__(**kwargs)
         images = np.asarray(images, np.float32)
-        self.images = images[..., None] if images.ndim == 3 else images
-        self.labels = np.asarray(labels)
-        self.weights = (np.ones(self.labels.shape, np.float32) if weights is None
-                        else np.asarray(weights, np.float32))
-        if not (len(self.images) == len(self.labels) == len(self.weights)):
-            raise ValueError(f"images ({len(self.images)}), labels ({len(self.labels)}) and "
-                             f"weights ({len(self.weights)}) must have the same length.")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}.")
+        images = images[..., None] if images.ndim == 3 else images
+        labels = np.asarray(labels)
+        weights = (np.ones(labels.shape, np.float32) if weights is None
+                   else np.asarray(weights, np.float32))
+        if not (len(images) == len(labels) == len(weights)):
+            raise ValueError(f"images ({len(images)}), labels ({len(labels)}) and "
+                             f"weights ({len(weights)}) must have the same length.")
+        if not 1 <= batch_size <= len(images):
+            raise ValueError(f"batch_size must be between 1 and the {len(images)} images, got "
+                             f"{batch_size!r}.")
+        super().__init__(len(images), batch_size=batch_size, steps=len(images) // batch_size,
+                         seed=seed, **kwargs)
+        self.images, self.labels, self.weights = images, labels, weights
         self.output_size = int(output_size)
-        self.batch_size = int(batch_size)
-        self.augment, self.grid, self.sigma, self.seed = augment, grid, float(sigma), int(seed)
-        self.epoch = 0
-        self._order = self._make_order()
+        self.augment, self.grid, self.sigma = augment, grid, float(sigma)
 
-    def _make_order(self):
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
-
-    def __len__(self):
-        return len(self.images) // self.batch_size
-
-    def on_epoch_end(self):
-        self.epoch += 1
-        self._order = self._make_order()
-
-    def __getitem__(self, index):
+    def make_batch(self, indices, rng):
         from bestiary_keras.segmentation.tiling import center_crop
 
-        chosen = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        images, labels, weights = self.images[chosen], self.labels[chosen], self.weights[chosen]
+        images, labels, weights = self.images[indices], self.labels[indices], self.weights[indices]
         if self.augment:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
             images, labels, weights = images.copy(), labels.copy(), weights.copy()
-            for i in range(len(chosen)):
+            for i in range(len(indices)):
                 field = random_displacement(images.shape[1:3], grid=self.grid, sigma=self.sigma,
                                             rng=rng)
                 images[i] = np.clip(warp(images[i], field, order=3), 0.0, 1.0)
