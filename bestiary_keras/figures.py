@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "FONT_SIZE", "GT_COLOR", "PRED_COLOR", "TITLE_SIZE",
+    "FONT_SIZE", "GT_COLOR", "MAX_WIDTH", "PRED_COLOR", "TITLE_SIZE",
     "add_colorbar", "as_display", "class_colors", "class_legend", "draw_boxes", "draw_keypoints",
     "label_colors", "label_legend", "moving_average", "overlay", "plot_curves", "show_scenes",
 ]
@@ -27,6 +27,8 @@ FONT_SIZE = 8
 """Captions, legends and axis labels: readable when a 12-inch figure fills the notebook width."""
 TITLE_SIZE = 9
 """Panel titles."""
+MAX_WIDTH = 12.0
+"""Widest image grid in inches: a notebook shows it at about 10 inches, the fonts barely shrink."""
 
 _GOLDEN = 0.618033988749895
 
@@ -307,8 +309,10 @@ def show_scenes(images, boxes=None, labels=None, class_names=None, *, masks=None
     nrows, ncols = len(rows), max(len(r) for r in rows)
     first = np.asarray(panels[0])
     aspect = min(max(first.shape[1] / first.shape[0], 0.4), 2.5)
-    cell_w, cell_h = cell * aspect ** 0.5, cell / aspect ** 0.5
     extra_w = 0.8 if colorbar else 0.0
+    # at most MAX_WIDTH inches wide, so the notebook shows the fonts at about their size
+    cell = min(cell, (MAX_WIDTH - extra_w) / (ncols * aspect ** 0.5))
+    cell_w, cell_h = cell * aspect ** 0.5, cell / aspect ** 0.5
     # constrained layout makes room for titles, colour bars and the legend below the panels
     fig, axes = plt.subplots(nrows, ncols, figsize=(cell_w * ncols + extra_w,
                                                      cell_h * nrows + 0.35 * bool(title)),

@@ -11,6 +11,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from bestiary_keras.datasets import make_scenes  # noqa: E402
 from bestiary_keras.figures import (  # noqa: E402
+    MAX_WIDTH,
     add_colorbar,
     as_display,
     class_colors,
@@ -111,6 +112,14 @@ def test_show_scenes_grid_boxes_and_masks(scenes):
     assert fig._suptitle.get_text() == "ground truth"
     # colour carries the class: a legend names every class
     assert legend_texts(fig) == list(scenes.class_names)
+
+
+def test_show_scenes_width_keeps_fonts_readable(scenes):
+    # 16 columns of 1.8 inches would be 28.8 inches: the grid is capped at MAX_WIDTH
+    wide = show_scenes(scenes.images[:16].repeat(2, 0), ncols=16)
+    assert wide.get_figwidth() == pytest.approx(MAX_WIDTH)
+    narrow = show_scenes(scenes.images[:3], ncols=3)
+    assert narrow.get_figwidth() == pytest.approx(3 * 1.8)  # small grids keep their cell size
 
 
 def test_show_scenes_float_images_and_scores(scenes):
