@@ -247,10 +247,10 @@ def add_colorbar(mappable, axes, label: str, **kwargs):
 def _rows(images, ncols):
     """``images`` as a list of rows of panels: an array or flat list is wrapped every ``ncols``."""
     if isinstance(images, (list, tuple)) and images and isinstance(images[0], (list, tuple)):
-        return [list(row) for row in images], False
+        return [list(row) for row in images]
     images = list(images)
     ncols = max(1, min(int(ncols), len(images)))
-    return [images[i:i + ncols] for i in range(0, len(images), ncols)], True
+    return [images[i:i + ncols] for i in range(0, len(images), ncols)]
 
 
 def _per_image(value, i, ndim_single):
@@ -301,7 +301,7 @@ def show_scenes(images, boxes=None, labels=None, class_names=None, *, masks=None
     """
     import matplotlib.pyplot as plt
 
-    rows, wrapped = _rows(images, ncols)
+    rows = _rows(images, ncols)
     panels = [p for row in rows for p in row]
     n = len(panels)
     if n == 0:
