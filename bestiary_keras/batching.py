@@ -83,6 +83,11 @@ class SeededBatches(keras.utils.PyDataset):
     ``shuffle=False`` to ``fit``: Keras otherwise shuffles the order of a ``PyDataset``'s batches
     within each epoch.
 
+    Keras 3.15's ``fit`` first fetches batches 0 and 1 to learn the output signature and then
+    calls ``on_epoch_end``, so the first epoch of ``fit(batches)`` is this object's epoch 1
+    (global steps ``steps .. 2 * steps - 1``); ``predict`` and ``dataset`` start at epoch 0.
+    Either way the batches are fixed by the seed (tested in ``tests/test_batching.py``).
+
     Subclasses implement ``make_batch(indices, rng)`` and return what ``fit`` expects:
     ``(x, y)`` or ``(x, y, sample_weight)``::
 
@@ -151,7 +156,8 @@ class SeededBatches(keras.utils.PyDataset):
         """The batches of ``epochs`` epochs from the current one, as ``tf.data``, in order.
 
         Train with ``model.fit(batches.dataset(E), epochs=E, steps_per_epoch=len(batches))``:
-        the same batches as ``fit(batches, epochs=E, shuffle=False)``, but through a pipeline
+        the batches of ``fit(batches, epochs=E, shuffle=False)`` (which starts one epoch later,
+        see the class docstring), but through a pipeline
         with static shapes and the fixed options (Keras prefetches a ``PyDataset`` with the
         tf.data autotuner, which slowed steps down 2x on this CPU, see
         ``fixed_tf_data_options``).

@@ -140,3 +140,22 @@ def test_seeded_batches_as_tf_data_are_the_same_batches_over_epochs():
     assert fresh.dataset().element_spec[0].shape == (3,)  # static batch dimension
     with pytest.raises(ValueError, match="epochs"):
         fresh.dataset(epochs=0)
+
+
+def test_fit_starts_one_epoch_later_than_the_batches_it_peeks_at():
+    # Keras fetches batches 0 and 1 for the output signature, then calls on_epoch_end: fit's
+    # first epoch is epoch 1 of a SeededBatches (the class docstring says so).
+    import keras
+
+    seen = []
+
+    class Recorded(_Squares):
+        def batch_at_step(self, step):
+            seen.append(int(step))
+            return super().batch_at_step(step)
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    model.fit(Recorded(np.arange(7), batch_size=3, steps=4, seed=1), epochs=2, shuffle=False,
+              verbose=0)
+    assert seen == [0, 1, 4, 5, 6, 7, 8, 9, 10, 11]
