@@ -279,7 +279,8 @@ class TripletBatches(SeededBatches):
     that the pair term ties template-like and cluttered views of the same pose together.
     A ``batching.SeededBatches``: the samples and the composition of global step ``g`` are
     drawn from the step's generator ``numpy.random.default_rng((seed, g))`` alone, so the run
-    is reproducible.
+    is reproducible. (``fit(batches)`` starts at global step ``steps``, see ``SeededBatches``;
+    before this class was a ``SeededBatches``, ``fit`` drew batch ``b`` from ``(seed, b)``.)
 
     Args:
         pool: from ``make_pose_pool``.
