@@ -9,8 +9,9 @@ shifted and clipped by the crop, mirrored by the flip (a channel shuffle leaves 
 
 Everything is NumPy (plus ``cv2.resize``) on uint8 batches, a few milliseconds per batch of 64
 small images, and deterministic given a ``numpy.random.Generator``. ``AugmentedBatches`` wraps
-it as a ``keras.utils.PyDataset`` for ``model.fit``: batch ``i`` is drawn from a generator
-seeded by ``(seed, i)``, so a run is reproducible whatever the number of workers.
+it as a ``batching.SeededBatches`` for ``model.fit``: step ``i`` takes its scenes from the
+shared step indices and its draws from the generator ``(seed, i)``, so a run is reproducible
+whatever the number of workers.
 
 Boxes are xyxy pixels with exclusive end (``[0, 0, W, H]`` is the whole image), shape
 ``(N, M, 4)`` for ``N`` images with ``M`` box slots; padding slots (all zeros) stay degenerate.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from bestiary_keras import geometry
+from bestiary_keras.batching import SeededBatches
 
 __all__ = [
     "rescale_isotropic",
@@ -295,61 +297,44 @@ def augment_batch(images, boxes, rng, *, crop_size: int, scale_range, flip: bool
     return out_images, out_boxes
 
 
-def _py_dataset_base():
-    import keras
+class AugmentedBatches(SeededBatches):
+    """Freshly augmented batches for ``model.fit``: a ``batching.SeededBatches``.
 
-    return keras.utils.PyDataset
-
-
-class AugmentedBatches(_py_dataset_base()):
-    """A ``keras.utils.PyDataset`` of freshly augmented batches for ``model.fit``.
-
-    Each of the ``steps`` batches of an epoch draws ``batch_size`` scenes at random (with
-    replacement), augments them with ``augment_batch`` and turns them into ``(x, y)`` with
-    ``encode``. Batch ``i`` of epoch ``e`` depends only on ``(seed, e * steps + i)``: every
-    epoch brings new batches, and two runs with the same seed see the same ones. So
-    ``model.fit(data, epochs=E)`` trains for ``E * steps`` steps (one log line per epoch with
-    ``verbose=2``).
+    Batch ``i`` of epoch ``e`` is global step ``g = e * steps + i``: it takes that step's
+    scenes from the shared shuffled passes (``batching.step_indices``), augments them with
+    ``augment_batch`` drawing from the step's generator ``(seed, g)`` and turns them into
+    ``(x, y)`` with ``encode``. Every epoch brings new batches, and two runs with the same seed
+    see the same ones. So ``model.fit(data, epochs=E, shuffle=False)`` trains for
+    ``E * steps`` steps (one log line per epoch with ``verbose=2``).
 
     Args:
-        images, labels, boxes: the training scenes (``labels`` ``(N, M)`` or ``(N,)``).
-        encode: ``encode(images_uint8, labels, boxes) -> (x, y)`` (e.g. preprocessing and
-            ``vgg.localisation_targets``).
+        images, boxes, labels: the training scenes (``labels`` ``(N, M)`` or ``(N,)``).
+        encode: ``encode(images_uint8, boxes, labels) -> (x, y)`` (e.g. preprocessing and
+            ``vgg_protocol.localisation_targets``).
         batch_size, steps, seed: images per batch, batches per epoch, the seed.
-        **augment_kwargs: ``crop_size``, ``scale_range``, ``flip``, ``channel_shuffle``,
-            ``keep_object`` for ``augment_batch``.
+        crop_size, scale_range, flip, channel_shuffle, keep_object: see ``augment_batch``.
+        **kwargs: passed to ``SeededBatches`` (``workers``, ``use_multiprocessing``).
     """
 
-    def __init__(self, images, labels, boxes, encode, *, batch_size: int, steps: int,
-                 seed: int = 0, **augment_kwargs):
-        super().__init__()
+    def __init__(self, images, boxes, labels, encode, *, batch_size: int, steps: int,
+                 seed: int = 0, crop_size: int, scale_range, flip: bool = True,
+                 channel_shuffle: bool = True, keep_object: bool = True, **kwargs):
         self.images, self.boxes = _check_batch(images, boxes)
         self.labels = np.asarray(labels)
         if len(self.labels) != len(self.images):
             raise ValueError(f"labels has {len(self.labels)} rows for {len(self.images)} images.")
-        if batch_size < 1 or steps < 1:
-            raise ValueError(f"batch_size={batch_size} and steps={steps} must be >= 1.")
+        super().__init__(len(self.images), batch_size=batch_size, steps=steps, seed=seed,
+                         **kwargs)
         self.encode = encode
-        self.batch_size, self.steps, self.seed = int(batch_size), int(steps), int(seed)
-        self.augment_kwargs = augment_kwargs
-        self.epoch = 0
+        self.augment_kwargs = dict(crop_size=crop_size, scale_range=scale_range, flip=flip,
+                                   channel_shuffle=channel_shuffle, keep_object=keep_object)
 
-    def __len__(self):
-        return self.steps
-
-    def on_epoch_end(self):
-        self.epoch += 1
-
-    def sample(self, index: int):
-        """The augmented ``(images, labels, boxes)`` of batch ``index`` of the current epoch
-        (uint8, before ``encode``)."""
-        rng = np.random.default_rng((self.seed, self.epoch * self.steps + index))
-        pick = rng.integers(0, len(self.images), size=self.batch_size)
-        images, boxes = augment_batch(self.images[pick], self.boxes[pick], rng,
+    def augmented(self, indices, rng):
+        """The augmented ``(images, boxes, labels)`` of scenes ``indices`` (uint8, before
+        ``encode``), the augmentation drawn from ``rng``."""
+        images, boxes = augment_batch(self.images[indices], self.boxes[indices], rng,
                                       **self.augment_kwargs)
-        return images, self.labels[pick], boxes
+        return images, boxes, self.labels[indices]
 
-    def __getitem__(self, index):
-        if not 0 <= index < self.steps:
-            raise IndexError(f"batch index {index} out of range [0, {self.steps}).")
-        return self.encode(*self.sample(index))
+    def make_batch(self, indices, rng):
+        return self.encode(*self.augmented(indices, rng))

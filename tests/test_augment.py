@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bestiary_keras import augment, geometry
+from bestiary_keras import augment, batching, geometry
 
 
 def _scene(height=8, width=10):
@@ -114,10 +114,10 @@ def test_augmented_batches_is_deterministic_and_encodes():
     labels = np.arange(10)[:, None] % 3
     boxes = np.tile(np.array([[[10, 10, 30, 30]]], np.float32), (10, 1, 1))
 
-    def encode(x, y, b):
+    def encode(x, b, y):
         return x.astype(np.float32), {"labels": y[:, 0], "boxes": b[:, 0]}
 
-    data = augment.AugmentedBatches(images, labels, boxes, encode, batch_size=5, steps=3,
+    data = augment.AugmentedBatches(images, boxes, labels, encode, batch_size=5, steps=3,
                                     seed=7, crop_size=48, scale_range=(48, 64))
     assert len(data) == 3
     x, y = data[1]
@@ -141,19 +141,48 @@ def test_augmented_batches_epochs_in_fit():
     boxes = np.tile(np.array([[[4, 4, 20, 20]]], np.float32), (8, 1, 1))
     seen = []
 
-    def encode(x, y, b):
+    def encode(x, b, y):
         seen.append(x.sum())
         return x.astype(np.float32) / 255.0, y[:, 0].astype(np.int32)
 
-    data = augment.AugmentedBatches(images, np.zeros((8, 1), np.int32), boxes, encode,
+    data = augment.AugmentedBatches(images, boxes, np.zeros((8, 1), np.int32), encode,
                                     batch_size=4, steps=2, seed=0, crop_size=32,
                                     scale_range=(32, 40))
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
                               keras.layers.Dense(2)])
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(data, epochs=3, verbose=0)
+    model.fit(data, epochs=3, shuffle=False, verbose=0)
     # (Keras may call on_epoch_end once more, e.g. after peeking at the first batch.)
     assert data.epoch >= 3 and len(set(seen)) == len(seen) >= 6
+
+
+def test_augmented_batch_of_a_step_is_reproducible_and_takes_the_shared_step_indices():
+    # scene k is filled with the value k and labelled k: a batch's pixels and labels name
+    # its scenes
+    images = np.broadcast_to(np.arange(7, dtype=np.uint8)[:, None, None, None],
+                             (7, 32, 32, 3)).copy()
+    boxes = np.tile(np.array([[[4, 4, 20, 20]]], np.float32), (7, 1, 1))
+    labels = np.arange(7)[:, None]
+    data = augment.AugmentedBatches(images, boxes, labels, lambda x, b, y: (x, (b, y)),
+                                    batch_size=3, steps=4, seed=5, crop_size=24,
+                                    scale_range=(24, 40))
+    expected = batching.step_indices(7, 3, 8, seed=5)
+    for step in range(8):  # two epochs
+        x, (b, y) = data.batch_at_step(step)
+        again, (b_again, _) = data.batch_at_step(step)
+        np.testing.assert_array_equal(x, again)
+        np.testing.assert_array_equal(b, b_again)
+        np.testing.assert_array_equal(y[:, 0], expected[step])
+        np.testing.assert_array_equal(x[:, 12, 12, 0], expected[step])  # crops keep the value
+        # the augmentation is augment_batch's, drawn from the step's generator (seed, step)
+        reference, reference_boxes = augment.augment_batch(
+            images[expected[step]], boxes[expected[step]], np.random.default_rng((5, step)),
+            crop_size=24, scale_range=(24, 40))
+        np.testing.assert_array_equal(x, reference)
+        np.testing.assert_array_equal(b, reference_boxes)
+    data.on_epoch_end()  # batch index 1 of epoch 1 is step 5
+    np.testing.assert_array_equal(data[1][1][1][:, 0], expected[5])
+    np.testing.assert_array_equal(data.indices(1), expected[5])
 
 
 def test_flip_scenes_moves_boxes_with_the_pixels():
