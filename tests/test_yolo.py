@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bestiary_keras import batching
 from bestiary_keras.detection import yolo, yolo_data
 
 # ----------------------------------------------------------------------------- the hand example
@@ -206,23 +207,54 @@ def test_batches_change_size_every_n_batches_and_encode_at_that_size():
     batches = yolo_data.YoloBatches(
         images, boxes, labels,
         lambda b, lab, size: yolo_data.encode_yolo_v1_targets(b, lab, size, size // 8, 1),
-        batch_size=2, sizes=(48, 64, 80), change_every=4, seed=3)
+        batch_size=2, steps=6, sizes=(48, 64, 80), change_every=4, seed=3)
     sizes = []
-    for step in range(12):
-        x, y = batches[step]
+    for step in range(12):  # two epochs
+        x, y = batches.batch_at_step(step)
         assert x.shape == (2, x.shape[1], x.shape[1], 3) and x.dtype == np.float32
         assert y.shape == (2, x.shape[1] // 8, x.shape[1] // 8, 6)
         assert y[..., 0].sum() == 2  # one object per image survives every flip and resize
         sizes.append(x.shape[1])
     assert all(len(set(sizes[k:k + 4])) == 1 for k in range(0, 12, 4))
     assert set(sizes) <= {48, 64, 80} and len(set(sizes)) >= 2
-    # the same batches, streamed with free spatial dimensions
-    streamed = [x.shape[1] for x, _ in batches.dataset().take(12)]
-    assert streamed == sizes and batches.size_log[:12] == sizes
+    assert sizes == [batches.size_at(step) for step in range(12)]
+    # the same batches (two epochs of 6 steps), streamed with free spatial dimensions
+    streamed = [x.shape[1] for x, _ in batches.dataset(2)]
+    assert streamed == sizes
     # a fixed prefetch buffer: tf.data's autotuner doubled the step time here (see batching.fixed_tf_data_options)
     assert batches.dataset().options().autotune.enabled is False
     x0, _ = batches[0]
     np.testing.assert_array_equal(x0, batches[0][0])  # deterministic
+
+
+def test_batch_of_a_step_is_reproducible_and_takes_the_shared_step_indices():
+    # scene k is filled with the value k, so a batch's pixels name its scenes
+    images = np.broadcast_to(np.arange(7, dtype=np.uint8)[:, None, None, None],
+                             (7, 16, 16, 3)).copy()
+    boxes = np.tile(np.array([[[2, 2, 8, 8]]], np.float32), (7, 1, 1))
+    labels = np.zeros((7, 1), np.int32)
+
+    def encode(b, lab, size):
+        return yolo_data.encode_yolo_v1_targets(b, lab, size, size // 8, 1)
+
+    expected = batching.step_indices(7, 3, 8, seed=5)  # 3 * 8 = 24 positions: passes 0..3
+    plain = yolo_data.YoloBatches(images, boxes, labels, encode, batch_size=3, steps=4,
+                                  augment=False, seed=5)
+    augmented = yolo_data.YoloBatches(images, boxes, labels, encode, batch_size=3, steps=4,
+                                      sizes=(16, 24), change_every=2, seed=5)
+    for step in range(8):  # two epochs
+        x, _ = plain.batch_at_step(step)
+        np.testing.assert_array_equal(x[:, 0, 0, 0], expected[step])
+        x, y = augmented.batch_at_step(step)
+        again, y_again = augmented.batch_at_step(step)
+        np.testing.assert_array_equal(x, again)
+        np.testing.assert_array_equal(y, y_again)
+        # a flip moves pixels, never scenes: each image is still one scene's constant value
+        np.testing.assert_array_equal(x[:, 5, 5, 0], expected[step])
+    # batch index i of epoch e is global step e * steps + i (Keras calls on_epoch_end)
+    plain.on_epoch_end()
+    np.testing.assert_array_equal(plain[1][0][:, 0, 0, 0], expected[5])
+    np.testing.assert_array_equal(plain.indices(1), expected[5])
 
 
 # ----------------------------------------------------------------------------- model
@@ -260,7 +292,7 @@ def test_yolo_v1_trains_on_streamed_batches():
     labels = np.zeros((8, 1), np.int32)
     batches = yolo_data.YoloBatches(images, boxes, labels,
                                lambda b, lab, size: yolo_data.encode_yolo_v1_targets(b, lab, size, 8, 3),
-                               batch_size=4)
+                               batch_size=4, steps=3)
     model = yolo.yolo_v1((64, 64, 3), 3, grid_size=8, boxes_per_cell=2,
                          widths=(4, 4, 4, 4), reduce_channels=4, hidden_units=8)
     model.compile(optimizer="adam", loss=yolo.YoloV1Loss(2, 3))

@@ -4,10 +4,10 @@
 (and, for YOLOv2, the anchor) responsible for it, in the layout the losses of ``yolo`` and
 ``yolov2`` read; ``check_object_boxes`` refuses boxes a grid cannot hold.
 
-``YoloBatches`` draws random scenes, applies a random symmetry of the square
-(``augment.flip_scenes``), resizes them (``augment.resize_scenes``, YOLOv2's multi-scale
-training) and encodes their targets with the detector's own encoder (e.g.
-``yolo.encode_yolo_v1_targets`` or ``yolov2.encode_yolo_v2_targets``).
+``YoloBatches`` (a ``batching.SeededBatches``) takes each step's scenes, applies a random
+symmetry of the square (``augment.flip_scenes``), resizes them (``augment.resize_scenes``,
+YOLOv2's multi-scale training) and encodes their targets with the detector's own encoder (e.g.
+``encode_yolo_v1_targets`` or ``encode_yolo_v2_targets``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from bestiary_keras import augment, geometry
-from bestiary_keras.batching import fixed_tf_data_options
+from bestiary_keras.batching import SeededBatches, fixed_tf_data_options
 from bestiary_keras.detection import priors
 
 __all__ = [
@@ -206,23 +206,24 @@ def encode_yolo_v2_targets(boxes, labels, image_size: int, anchors, num_classes:
 
 
 # ----------------------------------------------------------------------------- batches
-class YoloBatches:
+class YoloBatches(SeededBatches):
     """Training batches for YOLO and YOLOv2: augmentation, multi-scale, target encoding.
 
-    Every batch draws ``batch_size`` random scenes, applies one random symmetry of the square
-    (``augment=True``: flips and transposition), resizes them to the current input size and
-    encodes their targets with ``encode(boxes, labels, image_size)``. With several ``sizes``
-    the input size changes every ``change_every`` batches (YOLOv2's multi-scale training: the
-    paper picks a new size, a multiple of 32, every 10 batches; ours are multiples of the
-    network's stride).
+    A ``batching.SeededBatches``: batch ``step`` takes the examples of that step from the
+    shared shuffled passes (``batching.step_indices``) and draws its augmentation from the
+    step's generator, so the same seed gives the same batches. Each batch gets one random
+    symmetry of the square (``augment=True``: flips and transposition), is resized to the
+    current input size and has its targets encoded with ``encode(boxes, labels, image_size)``.
+    With several ``sizes`` the input size changes every ``change_every`` steps (YOLOv2's
+    multi-scale training: the paper picks a new size, a multiple of 32, every 10 batches; ours
+    are multiples of the network's stride).
 
-    ``batches[step]`` is batch number ``step`` (deterministic given ``seed``); ``dataset()``
-    streams them to ``model.fit`` as a ``tf.data.Dataset`` whose spatial dimensions are left
-    free (the per-cell layout, ``example.shape[3:]``, stays fixed), so that one traced training
-    step serves every input size (a Keras ``PyDataset`` would fix the shapes of its first
-    batches)::
+    ``dataset(epochs)`` streams the batches to ``model.fit`` as a ``tf.data.Dataset`` whose
+    spatial dimensions are left free (the per-cell layout, ``example.shape[3:]``, stays fixed),
+    so that one traced training step serves every input size (a Keras ``PyDataset`` would fix
+    the shapes of its first batches)::
 
-        model.fit(batches.dataset(), steps_per_epoch=100, epochs=10)
+        model.fit(batches.dataset(10), steps_per_epoch=len(batches), epochs=10)
 
     Args:
         images: ``(N, S0, S0, 3)`` images, pixel values in [0, 255] (uint8 or float); batches
@@ -231,65 +232,78 @@ class YoloBatches:
         labels: ``(N, M)`` class indices, -1 for padding.
         encode: ``encode(boxes, labels, image_size) -> targets`` for one batch.
         batch_size: scenes per batch.
+        steps: batches per epoch.
         sizes: input sizes to draw from (default: the native size only).
         change_every: batches between two size changes.
         augment: random flips / transposition.
-        seed: seed of the batch sampler.
+        seed: fixes the order, the flips and the sizes.
+        **kwargs: passed to ``SeededBatches`` (``workers``, ``use_multiprocessing``).
     """
 
-    def __init__(self, images, boxes, labels, encode, *, batch_size: int = 16, sizes=None,
-                 change_every: int = 10, augment: bool = True, seed: int = 0):
+    def __init__(self, images, boxes, labels, encode, *, batch_size: int = 16, steps: int,
+                 sizes=None, change_every: int = 10, augment: bool = True, seed: int = 0,
+                 **kwargs):
         self.images = np.asarray(images)
         self.boxes = np.asarray(boxes, np.float32)
         self.labels = np.asarray(labels)
         if len(self.images) == 0:
             raise ValueError("YoloBatches got no images.")
-        if batch_size < 1 or change_every < 1:
-            raise ValueError(
-                f"batch_size and change_every must be >= 1, got {batch_size} and {change_every}."
-            )
+        if not len(self.images) == len(self.boxes) == len(self.labels):
+            raise ValueError(f"images, boxes and labels must have one row per scene, got "
+                             f"{len(self.images)}, {len(self.boxes)} and {len(self.labels)}.")
+        if int(change_every) != change_every or change_every < 1:
+            raise ValueError(f"change_every must be a whole number >= 1, got {change_every!r}.")
+        super().__init__(len(self.images), batch_size=batch_size, steps=steps, seed=seed,
+                         **kwargs)
         self.encode = encode
-        self.batch_size = int(batch_size)
         self.sizes = tuple(int(s) for s in (sizes or (self.images.shape[1],)))
         self.change_every = int(change_every)
         self.augment = bool(augment)
-        self.seed = int(seed)
-        self.size_log: list[int] = []
 
     def size_at(self, step: int) -> int:
-        """The input size of batch ``step`` (fixed per block of ``change_every`` batches)."""
+        """The input size of global step ``step`` (one per block of ``change_every`` steps).
+
+        Drawn from a child (``Generator.spawn``) of the generator of the block's first step,
+        so it uses up none of that step's own draws.
+        """
         if len(self.sizes) == 1:
             return self.sizes[0]
-        block = int(step) // self.change_every
-        return self.sizes[np.random.default_rng([self.seed, 1, block]).integers(len(self.sizes))]
+        first = int(step) // self.change_every * self.change_every
+        child = self._step_rng(first).spawn(1)[0]
+        return self.sizes[int(child.integers(len(self.sizes)))]
 
-    def __getitem__(self, step):
-        step = int(step)
-        rng = np.random.default_rng([self.seed, 0, step])
-        pick = rng.integers(0, len(self.images), self.batch_size)
-        images, boxes, labels = self.images[pick], self.boxes[pick], self.labels[pick]
+    def batch_at_step(self, step: int):
+        """``(images float32, targets)`` of global step ``step``, at ``size_at(step)``."""
+        return self.make_batch(self._step_indices(step), self._step_rng(step),
+                               self.size_at(step))
+
+    def make_batch(self, indices, rng, size=None):
+        """The batch of scenes ``indices``: flips drawn from ``rng``, resized to ``size``
+        (default: the first of ``sizes``), targets encoded at that size."""
+        size = self.sizes[0] if size is None else int(size)
+        images, boxes, labels = self.images[indices], self.boxes[indices], self.labels[indices]
         if self.augment:
             h, v, t = rng.integers(0, 2, 3).astype(bool)
             images, boxes = augment.flip_scenes(images, boxes, horizontal=h, vertical=v,
                                                 transpose=t)
-        size = self.size_at(step)
         images, boxes = augment.resize_scenes(images, boxes, size)
         return images.astype(np.float32), self.encode(boxes, labels, size)
 
-    def dataset(self, start: int = 0):
-        """An endless ``tf.data.Dataset`` of batches ``start, start + 1, ...``."""
+    def dataset(self, epochs: int = 1):
+        """The batches of ``epochs`` epochs from the current one, as ``tf.data``, in order,
+        with batch and spatial dimensions free (the per-cell layout fixed), two batches
+        prefetched and the fixed options (``batching.fixed_tf_data_options``)."""
         import tensorflow as tf
 
-        _, example = self[start]
+        if int(epochs) != epochs or epochs < 1:
+            raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}.")
+        first = self.epoch * self.steps
+        _, example = self.batch_at_step(first)
 
         def generate():
-            step = start
-            while True:
-                self.size_log.append(self.size_at(step))
-                yield self[step]
-                step += 1
+            for step in range(first, first + int(epochs) * self.steps):
+                yield self.batch_at_step(step)
 
-        # batch and grid dimensions free, the per-cell layout fixed
         signature = (tf.TensorSpec((None, None, None, 3), tf.float32),
                      tf.TensorSpec((None, None, None) + example.shape[3:], tf.float32))
         dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
