@@ -271,9 +271,13 @@ def test_builder_shapes_parameters_and_output_ranges():
     assert all(layer.name for layer in model.layers)
 
 
-def test_builder_rejects_an_image_size_the_poolings_cannot_reach():
-    with pytest.raises(ValueError, match="use image_size 32 or 64"):
+def test_builder_rejects_an_input_shape_the_poolings_cannot_reach():
+    with pytest.raises(ValueError, match=r"input_shape=\(60, 60, 3\).*use input_shape "
+                                         r"\(32, 32, 3\) or \(64, 64, 3\)"):
         yolo.yolo_v1((60, 60, 3), grid_size=8)
+    with pytest.raises(ValueError, match=r"input_shape must be \(size, size, 3\) with size an "
+                                         r"int >= grid_size=8.*got size 4"):
+        yolo.yolo_v1((4, 4, 3), grid_size=8)
 
 
 def test_confidence_prior_sets_the_initial_confidences():

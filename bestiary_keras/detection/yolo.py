@@ -56,21 +56,24 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- model
 def _num_pools(image_size, grid_size) -> int:
-    """How many 2x2 poolings take ``image_size`` to ``grid_size`` (a ValueError otherwise)."""
+    """How many 2x2 poolings take images of side ``image_size`` (from ``input_shape``) to
+    ``grid_size`` (a ValueError naming ``input_shape`` otherwise)."""
     if not isinstance(grid_size, (int, np.integer)) or grid_size < 1:
         raise ValueError(f"grid_size must be a positive int (S of the S x S grid), got {grid_size!r}.")
     if not isinstance(image_size, (int, np.integer)) or image_size < grid_size:
         raise ValueError(
-            f"image_size must be an int >= grid_size={grid_size} (square images), got {image_size!r}."
+            f"input_shape must be (size, size, 3) with size an int >= grid_size={grid_size} "
+            f"(square images), got size {image_size!r}."
         )
     ratio = image_size / grid_size
     pools = int(round(math.log2(ratio))) if ratio >= 1 else -1
     if pools < 0 or grid_size * 2**pools != image_size:
         fits = sorted({grid_size * 2**p for p in range(1, 7)}, key=lambda s: abs(s - image_size))[:2]
         raise ValueError(
-            f"image_size={image_size} is not grid_size={grid_size} times a power of two, so 2x2 "
-            f"poolings cannot turn the image into the {grid_size}x{grid_size} grid; use "
-            f"image_size {' or '.join(map(str, sorted(fits)))}."
+            f"input_shape=({image_size}, {image_size}, 3): {image_size} is not "
+            f"grid_size={grid_size} times a power of two, so 2x2 poolings cannot turn the image "
+            f"into the {grid_size}x{grid_size} grid; use input_shape "
+            f"{' or '.join(f'({s}, {s}, 3)' for s in sorted(fits))}."
         )
     return pools
 
