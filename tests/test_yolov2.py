@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bestiary_keras import batching
 from bestiary_keras.detection import ablation, backbones, priors, yolo_data, yolov2
 
 
@@ -236,6 +237,28 @@ def test_object_crops_centre_each_object_with_context():
     assert crops.shape == (1, 20, 20, 3) and labels.tolist() == [2]
     # a 20 x 20 window centred on the square: the square fills its middle half
     assert crops[0, 10, 10, 0] == 255.0 and crops[0, 1, 1, 0] == 0.0
+
+
+def test_classifier_batches_take_the_shared_step_indices_and_flip_the_whole_batch():
+    # image k has the value k + 10 * column + 100 * row in its first channel: flips show
+    images = np.zeros((5, 4, 4, 3), np.float32)
+    images[..., 0] = (np.arange(5)[:, None, None] + 10 * np.arange(4)[None, None, :]
+                      + 100 * np.arange(4)[None, :, None])
+    batches = ablation.ClassifierBatches(images, np.arange(5) % 3, batch_size=3, steps=4, seed=2)
+    expected = batching.step_indices(5, 3, 4, seed=2)
+    flipped = []
+    for step in range(4):
+        x, y = batches[step]
+        np.testing.assert_array_equal(y, expected[step] % 3)
+        np.testing.assert_array_equal(x[:, 0, 0, 0] % 10, expected[step])  # which images
+        flipped.append(not np.array_equal(x, images[expected[step]]))
+        rng = np.random.default_rng((2, step))  # the step's generator: flip, then transpose
+        reference = images[expected[step]]
+        reference = reference[:, :, ::-1] if rng.random() < 0.5 else reference
+        reference = np.swapaxes(reference, 1, 2) if rng.random() < 0.5 else reference
+        np.testing.assert_array_equal(x, reference)
+        np.testing.assert_array_equal(batches[step][0], x)  # reproducible
+    assert any(flipped)
 
 
 def test_ablation_detectors_and_pretraining_run():

@@ -1,8 +1,8 @@
 """The YOLOv2 paper's ablation (Table 2, "the path from YOLO to YOLOv2") at our scale (notebook 07).
 
 Each row adds one change to the row above: ``ablation_configs`` lists the rows' settings,
-``new_backbone`` / ``pretrain_classifier`` / ``object_crops`` pre-train a row's backbone as a
-classifier, and ``build_ablation_detector`` builds the row's detector with what it needs to
+``new_backbone`` / ``pretrain_classifier`` (on ``ClassifierBatches``) / ``object_crops``
+pre-train a row's backbone as a classifier, and ``build_ablation_detector`` builds the row's detector with what it needs to
 train and to detect. The models, losses and decoders are those of ``yolo`` and ``yolov2``.
 """
 
@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from bestiary_keras import geometry
+from bestiary_keras.batching import SeededBatches
 from bestiary_keras.detection import backbones, priors, yolo, yolo_data, yolov2
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ablation_configs",
     "new_backbone",
     "object_crops",
+    "ClassifierBatches",
     "pretrain_classifier",
     "AblationDetector",
     "build_ablation_detector",
@@ -109,31 +111,52 @@ def object_crops(images, boxes, labels, size: int, *, context: float = 2.0):
     return crops.numpy(), labels[image_index, slot].astype(np.int32)
 
 
-def pretrain_classifier(backbone: keras.Model, images, labels, *, num_classes: int, steps: int,
-                        batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0) -> float:
-    """Trains ``backbone`` as a classifier (``backbone_classifier``) for ``steps`` random
-    batches of ``images`` (any size the backbone takes) with random flips.
+class ClassifierBatches(SeededBatches):
+    """The classification batches that pre-train a row's backbone: a ``batching.SeededBatches``
+    whose batch at step ``g`` takes that step's images and, drawn from the step's generator,
+    mirrors them left-right and transposes them, each with probability 1/2 (symmetries of the
+    square keep the shapes' classes).
 
-    Returns:
-        The training accuracy over the last 20% of the steps.
+    Args:
+        images: ``(N, S, S, 3)`` float32 crops.
+        labels: ``(N,)`` class indices.
+        **kwargs: ``batch_size``, ``steps``, ``seed`` of ``SeededBatches``.
     """
-    images = np.asarray(images, np.float32)
-    labels = np.asarray(labels)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps!r}.")
-    classifier = yolov2.backbone_classifier(backbone, num_classes)
-    classifier.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    rng = np.random.default_rng([seed, 7])
-    correct = seen = 0
-    for step in range(int(steps)):
-        pick = rng.integers(0, len(images), batch_size)
-        x = images[pick]
+
+    def __init__(self, images, labels, **kwargs):
+        self.images = np.asarray(images, np.float32)
+        self.labels = np.asarray(labels)
+        if len(self.labels) != len(self.images):
+            raise ValueError(f"labels has {len(self.labels)} entries for {len(self.images)} "
+                             "images; give one class index per image.")
+        super().__init__(len(self.images), **kwargs)
+
+    def make_batch(self, indices, rng):
+        x = self.images[indices]
         if rng.random() < 0.5:
             x = x[:, :, ::-1]
         if rng.random() < 0.5:
             x = np.swapaxes(x, 1, 2)
-        _, accuracy = classifier.train_on_batch(x, labels[pick])
+        return x, self.labels[indices]
+
+
+def pretrain_classifier(backbone: keras.Model, images, labels, *, num_classes: int, steps: int,
+                        batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0) -> float:
+    """Trains ``backbone`` as a classifier (``backbone_classifier``) for ``steps`` batches of
+    ``images`` (any size the backbone takes), ``ClassifierBatches`` with random flips.
+
+    Returns:
+        The training accuracy over the last 20% of the steps.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps!r}.")
+    batches = ClassifierBatches(images, labels, batch_size=batch_size, steps=steps, seed=seed)
+    classifier = yolov2.backbone_classifier(backbone, num_classes)
+    classifier.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    correct = seen = 0
+    for step in range(int(steps)):
+        _, accuracy = classifier.train_on_batch(*batches[step])
         if step >= 0.8 * steps:
             correct += accuracy * batch_size
             seen += batch_size
