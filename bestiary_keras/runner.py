@@ -4,6 +4,9 @@
     bestiary run --profile ci              # execute every notebook, write results/ci-seed0/summary.md
     bestiary run --profile default 01 02   # only some notebooks (by number or name)
     bestiary run --profile ci --write-back # also store the outputs in notebooks/ (for commits)
+    bestiary slides 01 | --all             # offline reveal.js decks of the stored runs
+    bestiary site                          # static site: gallery + every notebook, offline
+    bestiary bench                         # our VGG-16 / ResNet-50 against keras.applications
 
 Each notebook is executed top to bottom with nbclient in a fresh kernel
 (``runner_execution.run_notebook``) whose environment carries ``BESTIARY_PROFILE``,
@@ -114,15 +117,19 @@ def summary_markdown(results: list[NotebookResult], profile: str, seed: int, *,
     lines = [
         f"# bestiary run: profile `{profile}`, seed {seed}",
         "",
-        "| notebook | section | seconds | peak memory (MB) | headline metric | result |",
-        "|---|---|---:|---:|---|---|",
+        "| notebook | section | seconds | slowest cell (s) | peak memory (MB) | headline metric "
+        "| result |",
+        "|---|---|---:|---:|---:|---|---|",
     ]
     for r in results:
         mem = "" if r.peak_memory_mb is None else f"{r.peak_memory_mb:.0f}"
         if r.over_memory_budget(memory_limit_mb):
             mem += f" (over the {memory_limit_mb:.0f} MB budget)"
+        slowest = ("" if r.slowest_cell_seconds is None
+                   else f"{r.slowest_cell_seconds:.1f} (cell {r.slowest_cell})")
         status = r.status if not r.error else f"{r.status}: {r.error}"
-        lines.append(f"| {r.notebook} | {r.section} | {r.seconds:.1f} | {mem} | {r.headline()} | {status} |")
+        lines.append(f"| {r.notebook} | {r.section} | {r.seconds:.1f} | {slowest} | {mem} "
+                     f"| {r.headline()} | {status} |")
     total = sum(r.seconds for r in results)
     passed = sum(r.status == "passed" for r in results)
     lines += ["", f"{passed} of {len(results)} notebooks passed in {total:.0f} s."]
@@ -252,6 +259,30 @@ def _seed_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _publish(args, parser, notebooks_dir: Path) -> int:
+    """``bestiary slides`` and ``bestiary site``: from the notebooks' stored outputs."""
+    if args.command == "slides":
+        if bool(args.all) == bool(args.only):
+            parser.error("name the notebooks (e.g. `bestiary slides 01 02`) or give --all")
+        from bestiary_keras.publish.slides import write_slides
+
+        try:
+            paths = select_notebooks(find_notebooks(notebooks_dir), [] if args.all else args.only)
+        except ValueError as exc:
+            parser.error(str(exc))
+        decks = write_slides(paths, args.out or repository_root() / "results" / "slides")
+        for deck in decks:
+            print(deck)
+        print(f"{len(decks)} deck(s); open one in a browser (no network needed).")
+        return 0
+    from bestiary_keras.publish.site import write_site
+
+    index = write_site(find_notebooks(notebooks_dir), args.out or repository_root() / "results" / "site",
+                       readme=repository_root() / "README.md")
+    print(f"The site is at {index}: open it in a browser (no network needed).")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bestiary", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -274,22 +305,38 @@ def main(argv: list[str] | None = None) -> int:
                             f"(default: {DEFAULT_MEMORY_LIMIT_MB:.0f})")
     p_run.add_argument("--write-back", action="store_true",
                        help="store the outputs of passing notebooks in the collection's notebooks")
-    # Further subcommands (``bestiary slides``, ``bestiary site``) are added here: one
-    # ``sub.add_parser(...)`` each, and one ``if args.command == ...`` branch below that calls
-    # the module doing the work (imported there, so that ``bestiary list`` stays fast).
+    # The other subcommands call the module doing the work, imported in their branch below so
+    # that ``bestiary list`` stays fast.
+    p_slides = sub.add_parser("slides", help="write offline reveal.js decks of the stored runs")
+    p_slides.add_argument("only", nargs="*", help="notebook numbers or names")
+    p_slides.add_argument("--all", action="store_true", help="every notebook")
+    p_slides.add_argument("--out", type=Path, default=None,
+                          help="folder for the decks (default: results/slides)")
+    p_site = sub.add_parser("site", help="write the static site (gallery and every notebook)")
+    p_site.add_argument("--out", type=Path, default=None,
+                        help="folder for the site (default: results/site)")
+    sub.add_parser("bench", add_help=False,
+                   help="training throughput of our VGG-16 / ResNet-50 against keras.applications "
+                        "(bestiary bench --help for its options)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its options are its own (bestiary_keras.bench)
+        from bestiary_keras import bench
+
+        return bench.main(argv[1:])
     args = parser.parse_args(argv)
     # the environment is read once, here: a bad value is one usage line, not a traceback
     try:
-        if args.command == "list" or args.profile is None:
+        if args.command != "run" or args.profile is None:
             env_profile = runtime.profile_from_env("ci")
-        if args.command == "list" or args.seed is None:
+        if args.command != "run" or args.seed is None:
             env_seed = runtime.seed_from_env()
     except ValueError as exc:
         parser.error(str(exc))
-    notebooks_dir = args.notebooks or default_notebooks_dir()
+    notebooks_dir = getattr(args, "notebooks", None) or default_notebooks_dir()
     if args.command == "list":
         return _list(notebooks_dir)
-    # (the branches of further subcommands go here; what follows is ``bestiary run``)
+    if args.command in ("slides", "site"):
+        return _publish(args, parser, notebooks_dir)
     profile = args.profile or env_profile
     seed = env_seed if args.seed is None else args.seed
     if args.write_back and Path(notebooks_dir).resolve() != default_notebooks_dir().resolve():

@@ -36,6 +36,9 @@ class NotebookResult:
     peak_memory_mb: float | None = None
     metrics: list[dict] = field(default_factory=list)
     error: str | None = None
+    slowest_cell: int | None = None
+    """Position (from 1, all cells counted) of the code cell that ran longest."""
+    slowest_cell_seconds: float | None = None
 
     def over_memory_budget(self, limit_mb: float | None) -> bool:
         return bool(limit_mb) and self.peak_memory_mb is not None and self.peak_memory_mb > limit_mb
@@ -162,11 +165,18 @@ def run_notebook(path: Path, out_dir: Path, *, profile: str, seed: int, section:
     env = kernel_environment(profile=profile, seed=seed, metrics_file=metrics_file,
                              out_dir=out_dir)
 
-    done = {"cells": 0}
+    done = {"cells": 0, "started": None}
+
+    def on_cell_execute(cell, cell_index):
+        done["started"] = time.perf_counter()
 
     def on_cell_executed(cell, cell_index, execute_reply):
         if cell.cell_type == "code":
             done["cells"] += 1
+            if done["started"] is not None:  # the live-use budget: how long one cell takes
+                seconds = round(time.perf_counter() - done["started"], 1)
+                if result.slowest_cell_seconds is None or seconds > result.slowest_cell_seconds:
+                    result.slowest_cell, result.slowest_cell_seconds = cell_index + 1, seconds
             if progress is not None:
                 progress.set_postfix_str(f"{path.stem}: cell {done['cells']}/{code_cells}")
 
@@ -185,6 +195,7 @@ def run_notebook(path: Path, out_dir: Path, *, profile: str, seed: int, section:
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
+        on_cell_execute=on_cell_execute,
         on_cell_executed=on_cell_executed,
     )
     start = time.perf_counter()

@@ -242,3 +242,38 @@ def test_ctrl_c_stops_the_kernel_and_keeps_the_summary(tmp_path):
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):
         os.kill(kernel, 0)  # the kernel is gone
+
+
+def test_summary_names_the_slowest_cell(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _notebook(nbs / "01_cells.ipynb", "x = 1", "import time\ntime.sleep(1.2)", "y = 2")
+    results = runner.run(runner.find_notebooks(nbs), profile="ci", seed=0,
+                         results_dir=tmp_path / "results")
+    (result,) = results
+    assert result.slowest_cell == 2 and 1.2 <= result.slowest_cell_seconds < 10
+    summary = json.loads((results.folder / "summary.json").read_text())
+    assert summary["notebooks"][0]["slowest_cell"] == 2
+    assert "(cell 2) |" in (results.folder / "summary.md").read_text()
+
+
+def test_slides_and_site_commands(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # neither names nor --all: a usage error
+        runner.main(["slides"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        runner.main(["slides", "99"])
+    assert runner.main(["slides", "03", "--out", str(tmp_path / "decks")]) == 0
+    decks = sorted(p.name for p in (tmp_path / "decks").glob("*.html"))
+    assert decks == ["03_rcnn.slides.html"]
+    assert (tmp_path / "decks" / "_static").is_dir()
+    assert "1 deck(s)" in capsys.readouterr().out
+
+
+def test_bench_command_hands_its_options_to_bench(monkeypatch):
+    from bestiary_keras import bench
+
+    seen = []
+    monkeypatch.setattr(bench, "main", lambda argv: seen.append(argv) or 0)
+    assert runner.main(["bench", "--steps", "3", "--in-process"]) == 0
+    assert seen == [["--steps", "3", "--in-process"]]
