@@ -5,15 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from bestiary_keras.datasets import (
-    ALL_CLASSES,
-    DIGIT_CLASSES,
-    PHOTO_NAMES,
-    SHAPE_CLASSES,
-    SceneSet,
-    make_classification_data,
-    make_scenes,
-)
+from bestiary_keras.datasets.photos import PHOTO_NAMES
+from bestiary_keras.datasets.scenes import SceneSet, make_classification_data, make_scenes
+from bestiary_keras.datasets.shapes import ALL_CLASSES, DIGIT_CLASSES, SHAPE_CLASSES
 from bestiary_keras.datasets import photos, scenes as scenes_module, shapes
 
 FIELDS = ("images", "labels", "boxes", "masks", "semantic", "areas")

@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from bestiary_keras.datasets import make_scenes  # noqa: E402
+from bestiary_keras.datasets.scenes import make_scenes  # noqa: E402
 from bestiary_keras.figures import (  # noqa: E402
     MAX_WIDTH,
     add_colorbar,

@@ -9,7 +9,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from bestiary_keras import geometry  # noqa: E402
-from bestiary_keras.datasets import make_scenes, tfds_instances  # noqa: E402
+from bestiary_keras.datasets import tfds_instances  # noqa: E402
+from bestiary_keras.datasets.scenes import make_scenes  # noqa: E402
 from bestiary_keras.detection import mask_evaluation as me  # noqa: E402
 from bestiary_keras.detection import mask_rcnn as mr  # noqa: E402
 from bestiary_keras.detection.roi_align import RoIAlign  # noqa: E402

@@ -22,7 +22,8 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from bestiary_keras import pretrained  # noqa: E402
 from bestiary_keras.datasets import cache as cache_module  # noqa: E402
-from bestiary_keras.datasets import make_scenes, tfds_data  # noqa: E402
+from bestiary_keras.datasets import tfds_data  # noqa: E402
+from bestiary_keras.datasets.scenes import make_scenes  # noqa: E402
 from bestiary_keras.datasets.tfds_data import DatasetNotAvailableError, load_tfds  # noqa: E402
 from bestiary_keras.detection import (  # noqa: E402
     backbones, fast_rcnn, proposals, rcnn, yolo_data, yolov2)

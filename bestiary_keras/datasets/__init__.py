@@ -1,40 +1,22 @@
-"""Data for every chapter: the offline scene generator and real-data (TFDS) loaders.
+"""Data for every chapter, generated offline, and the loaders of real (TFDS) datasets.
 
-``make_scenes`` draws labelled shapes and digits on crops of scikit-image's bundled photos,
-deterministically and without any download; ``tfds_data`` loads real datasets (Oxford-IIIT Pet)
-when they have been prepared beforehand. See ``data/README.md``.
+Import from the submodule (``from bestiary_keras.datasets.scenes import make_scenes``):
+
+- ``scenes``: ``make_scenes`` draws labelled shapes and digits on crops of scikit-image's bundled
+  photos, deterministically and without any download (chapters 01-07, 09-11); ``SceneSet``,
+  ``make_classification_data``, ``cache_dir``.
+- ``shapes``: the classes (``SHAPE_CLASSES``, ``DIGIT_CLASSES``, ``ALL_CLASSES``) and their
+  rasteriser; ``photos``: the bundled photos used as backgrounds.
+- ``cells`` (08): touching cells with instance labels; ``figures`` and ``figure_drawing``
+  (12, 13): people with 14 joints; ``video`` (14): ray-cast corridor video with depth and poses.
+- ``tfds_data``, ``tfds_instances``, ``tfds_pose``: real datasets (Oxford-IIIT Pet, LVIS,
+  CelebA) when they have been prepared beforehand, never downloaded implicitly.
+- ``cache``: the on-disk cache of generated data (``data/cache/``).
+
+See ``data/README.md`` for every dataset's origin, licence and size.
 """
 
-from bestiary_keras.datasets.photos import PHOTO_NAMES
-from bestiary_keras.datasets.scenes import (
-    BACKGROUNDS,
-    GENERATOR_VERSION,
-    SceneSet,
-    cache_dir,
-    make_classification_data,
-    make_scenes,
-)
-from bestiary_keras.datasets.shapes import ALL_CLASSES, DIGIT_CLASSES, SHAPE_CLASSES
-from bestiary_keras.datasets.tfds_data import (
-    DatasetNotAvailableError,
-    load_pets_localization,
-    load_pets_segmentation,
-    load_tfds,
-)
-
 __all__ = [
-    "ALL_CLASSES",
-    "BACKGROUNDS",
-    "DIGIT_CLASSES",
-    "DatasetNotAvailableError",
-    "GENERATOR_VERSION",
-    "PHOTO_NAMES",
-    "SHAPE_CLASSES",
-    "SceneSet",
-    "cache_dir",
-    "load_pets_localization",
-    "load_pets_segmentation",
-    "load_tfds",
-    "make_classification_data",
-    "make_scenes",
+    "cache", "cells", "figure_drawing", "figures", "photos", "scenes", "shapes", "tfds_data",
+    "tfds_instances", "tfds_pose", "video",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 
 from bestiary_keras.augment import flip_boxes
 from bestiary_keras.batching import fixed_tf_data_options
-from bestiary_keras.datasets import make_scenes
+from bestiary_keras.datasets.scenes import make_scenes
 
 __all__ = [
     "DETECTION_CLASSES",

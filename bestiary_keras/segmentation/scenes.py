@@ -34,7 +34,7 @@ def segmentation_scenes(num_images: int, image_size: int = 48, *, seed: int = 0)
         ``(images, labels, class_names)``: float32 (N, H, W, 3) in [0, 1], int32 (N, H, W) and
         the names of the labels, ``("background", "circle", ...)``.
     """
-    from bestiary_keras.datasets import make_scenes
+    from bestiary_keras.datasets.scenes import make_scenes
 
     scenes = make_scenes(num_images, image_size, seed=seed, **SCENE_RECIPE)
     images = scenes.images.astype(np.float32) / 255.0
