@@ -176,8 +176,14 @@ def _shortcut(
         out_channels, 1, strides=stride, use_bias=use_bias,
         kernel_initializer=kernel_initializer, name=f"{name}_0_conv",
     )(x)
+    return _batch_norm(x, bn_momentum, f"{name}_0_bn")
+
+
+def _batch_norm(x, momentum, name, zero_gamma=False):
+    """BN over the channel axis with Keras' epsilon; ``zero_gamma`` for a block's last BN."""
     return layers.BatchNormalization(
-        axis=channel_axis(), epsilon=BN_EPSILON, momentum=bn_momentum, name=f"{name}_0_bn"
+        axis=channel_axis(), epsilon=BN_EPSILON, momentum=momentum,
+        gamma_initializer="zeros" if zero_gamma else "ones", name=name,
     )(x)
 
 
@@ -235,26 +241,17 @@ def basic_block_v1(
         Output tensor for the block.
     """
     _check_name(name, "basic_block_v1")
-    bn_axis = channel_axis()
     if residual:
         short = _shortcut(
             x, filters, stride, shortcut, use_bias, name, bn_momentum, kernel_initializer
         )
 
     x = _conv3x3(x, filters, stride, use_bias, f"{name}_1", kernel_initializer)
-    x = layers.BatchNormalization(
-        axis=bn_axis, epsilon=BN_EPSILON, momentum=bn_momentum, name=f"{name}_1_bn"
-    )(x)
+    x = _batch_norm(x, bn_momentum, f"{name}_1_bn")
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
 
     x = _conv3x3(x, filters, 1, use_bias, f"{name}_2", kernel_initializer)
-    x = layers.BatchNormalization(
-        axis=bn_axis,
-        epsilon=BN_EPSILON,
-        momentum=bn_momentum,
-        gamma_initializer="zeros" if zero_init_residual else "ones",
-        name=f"{name}_2_bn",
-    )(x)
+    x = _batch_norm(x, bn_momentum, f"{name}_2_bn", zero_gamma=zero_init_residual)
 
     if residual:
         x = layers.Add(name=f"{name}_add")([short, x])
@@ -298,41 +295,25 @@ def residual_block_v1(
         Output tensor for the residual block.
     """
     _check_name(name, "residual_block_v1")
-    bn_axis = channel_axis()
     shortcut = _shortcut(
         x, 4 * filters, stride, "projection" if conv_shortcut else "identity", use_bias, name,
         bn_momentum, kernel_initializer,
     )
 
-    x = layers.Conv2D(
-        filters, 1, strides=stride, use_bias=use_bias,
-        kernel_initializer=kernel_initializer, name=f"{name}_1_conv",
-    )(x)
-    x = layers.BatchNormalization(
-        axis=bn_axis, epsilon=BN_EPSILON, momentum=bn_momentum, name=f"{name}_1_bn"
-    )(x)
+    def conv(x, channels, kernel_size, stride, padding, part):
+        return layers.Conv2D(
+            channels, kernel_size, strides=stride, padding=padding, use_bias=use_bias,
+            kernel_initializer=kernel_initializer, name=f"{name}_{part}_conv",
+        )(x)
+
+    x = conv(x, filters, 1, stride, "valid", 1)  # 1x1, reduces the channels
+    x = _batch_norm(x, bn_momentum, f"{name}_1_bn")
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
-
-    x = layers.Conv2D(
-        filters, kernel_size, padding="same", use_bias=use_bias,
-        kernel_initializer=kernel_initializer, name=f"{name}_2_conv",
-    )(x)
-    x = layers.BatchNormalization(
-        axis=bn_axis, epsilon=BN_EPSILON, momentum=bn_momentum, name=f"{name}_2_bn"
-    )(x)
+    x = conv(x, filters, kernel_size, 1, "same", 2)  # 3x3 on the reduced channels
+    x = _batch_norm(x, bn_momentum, f"{name}_2_bn")
     x = layers.Activation("relu", name=f"{name}_2_relu")(x)
-
-    x = layers.Conv2D(
-        4 * filters, 1, use_bias=use_bias, kernel_initializer=kernel_initializer,
-        name=f"{name}_3_conv",
-    )(x)
-    x = layers.BatchNormalization(
-        axis=bn_axis,
-        epsilon=BN_EPSILON,
-        momentum=bn_momentum,
-        gamma_initializer="zeros" if zero_init_residual else "ones",
-        name=f"{name}_3_bn",
-    )(x)
+    x = conv(x, 4 * filters, 1, 1, "valid", 3)  # 1x1, restores 4x the channels
+    x = _batch_norm(x, bn_momentum, f"{name}_3_bn", zero_gamma=zero_init_residual)
 
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
