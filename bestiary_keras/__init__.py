@@ -17,13 +17,21 @@ Shared pieces (they import no family):
   ``step_indices``) and the tf.data options for Python-made batches.
 - ``augment``: flips, crops, resizes of images with their boxes, masks and keypoints.
 - ``figures``: palette, image grids with overlays, legends, colour bars, training curves.
-- ``training``: optimiser building, per-batch history, the training helper.
+- ``training``: optimiser building, per-batch history; ``distributed``: the training helper
+  for the ``full`` profile and several devices (``tf.distribute``).
+- ``coco``: COCO-style AP through pycocotools (boxes, masks, keypoints).
 - ``datasets``: the offline generators (scenes, cells, figures, video), bundled photos and
   real-data (TFDS) loaders.
 - ``pretrained``: ImageNet weights when cached, random weights (and a message) offline.
 - ``runtime``: profiles (``ci``/``default``/``full``), seeding, ``report`` of measured results.
 - ``runner`` (with ``runner_execution``): the ``bestiary`` console command that executes the
-  notebooks headless.
+  notebooks headless; ``publish``: offline slides and the site; ``bench``: the benchmark.
 """
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "augment", "batching", "bench", "classification", "coco", "datasets", "depth", "detection",
+    "distributed", "figures", "geometry", "metric_learning", "pose", "pretrained", "publish",
+    "runner", "runner_execution", "runtime", "segmentation", "training", "__version__",
+]

@@ -7,8 +7,8 @@ import pytest
 
 from bestiary_keras.datasets.photos import PHOTO_NAMES
 from bestiary_keras.datasets.scenes import SceneSet, make_classification_data, make_scenes
-from bestiary_keras.datasets.shapes import ALL_CLASSES, DIGIT_CLASSES, SHAPE_CLASSES
-from bestiary_keras.datasets import photos, scenes as scenes_module, shapes
+from bestiary_keras.datasets.shapes import ALL_CLASSES, DIGIT_CLASSES
+from bestiary_keras.datasets import cache as cache_module, photos, shapes
 
 FIELDS = ("images", "labels", "boxes", "masks", "semantic", "areas")
 
@@ -155,7 +155,7 @@ def test_determinism_and_seed():
 
 def test_cache_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("BESTIARY_CACHE", str(tmp_path))
-    assert scenes_module.cache_dir() == tmp_path
+    assert cache_module.cache_dir() == tmp_path
     first = make_scenes(30, 48, max_objects=2, seed=4)
     files = list(tmp_path.glob("scenes_*.npz"))
     assert len(files) == 1

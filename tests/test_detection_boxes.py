@@ -102,12 +102,12 @@ def test_nms_empty_and_degenerate_inputs():
     # all below the score threshold: nothing survives, no crash
     assert B.non_max_suppression(np.ones((1, 3, 4)), np.zeros((1, 3, 1)),
                                  score_threshold=0.5)[3].tolist() == [0]
-    # zero-area boxes do not suppress each other (IoU 0) in the per-class path; the
-    # single-class path (padded NMS) never keeps them
+    # zero-area boxes do not suppress each other (IoU 0), in the per-class path and in the
+    # single-class one (detectors drop them before NMS: valid_boxes)
     count = B.non_max_suppression(np.zeros((1, 2, 4)), np.array([[[0.9, 0.0], [0.8, 0.0]]]),
                                   score_threshold=0.5)[3]
     assert count.tolist() == [2]
-    assert _nms(np.zeros((2, 4), np.float32), np.array([0.9, 0.8], np.float32)) == []
+    assert _nms(np.zeros((2, 4), np.float32), np.array([0.9, 0.8], np.float32)) == [0, 1]
     with pytest.raises(ValueError, match="scores"):
         B.non_max_suppression(np.zeros((3, 4)), np.zeros(3))
 

@@ -4,14 +4,14 @@ Import from the submodule (``from bestiary_keras.datasets.scenes import make_sce
 
 - ``scenes``: ``make_scenes`` draws labelled shapes and digits on crops of scikit-image's bundled
   photos, deterministically and without any download (chapters 01-07, 09-11); ``SceneSet``,
-  ``make_classification_data``, ``cache_dir``.
+  ``make_classification_data``.
 - ``shapes``: the classes (``SHAPE_CLASSES``, ``DIGIT_CLASSES``, ``ALL_CLASSES``) and their
   rasteriser; ``photos``: the bundled photos used as backgrounds.
 - ``cells`` (08): touching cells with instance labels; ``figures`` and ``figure_drawing``
   (12, 13): people with 14 joints; ``video`` (14): ray-cast corridor video with depth and poses.
 - ``tfds_data``, ``tfds_instances``, ``tfds_pose``: real datasets (Oxford-IIIT Pet, LVIS,
   CelebA) when they have been prepared beforehand, never downloaded implicitly.
-- ``cache``: the on-disk cache of generated data (``data/cache/``).
+- ``cache``: where generated data is cached (``cache_dir``: ``data/cache/``) and atomic saves.
 
 See ``data/README.md`` for every dataset's origin, licence and size.
 """

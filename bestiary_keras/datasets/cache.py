@@ -1,4 +1,4 @@
-"""Atomic, leak-free saves into the data cache (scenes and region proposals).
+"""The data cache: where generated data lives (``cache_dir``) and atomic, leak-free saves.
 
 Every cache file is written to a temporary file in the cache folder and renamed over its final
 name in one step (``os.replace``), so a reader, or a second process writing the same file,
@@ -22,10 +22,15 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "CACHE_ENV",
     "CACHE_FILE_MODE",
+    "cache_dir",
     "TEMPORARY_SUFFIX",
     "save_npz_atomic",
 ]
+
+CACHE_ENV = "BESTIARY_CACHE"
+"""Environment variable naming the cache folder (overrides ``data/cache/``)."""
 
 CACHE_FILE_MODE = 0o644
 """Mode of every cache file (``mkstemp`` would leave 0600)."""
@@ -34,6 +39,23 @@ TEMPORARY_SUFFIX = ".tmp.npz"
 """Suffix of the temporary files a save writes before renaming (``tmp*.tmp.npz``)."""
 
 _TEMPORARY_PREFIX = "tmp"
+
+
+def cache_dir() -> Path:
+    """Where generated data (scenes, figures, video, proposals) is cached.
+
+    ``$BESTIARY_CACHE`` if set, else the repository's ``data/cache/`` when the package runs
+    from a writable checkout (git-ignored), else ``~/.cache/bestiary_keras``.
+    """
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    repo_data = Path(__file__).resolve().parents[2] / "data"
+    if repo_data.is_dir() and os.access(repo_data, os.W_OK):
+        return repo_data / "cache"
+    return Path.home() / ".cache" / "bestiary_keras"
+
+
 _STALE_SECONDS = 3600.0
 
 

@@ -37,7 +37,8 @@ import numpy as np
 
 from bestiary_keras.datasets import figure_drawing
 from bestiary_keras.datasets.cache import save_npz_atomic
-from bestiary_keras.datasets.scenes import _pair, cache_dir
+from bestiary_keras.datasets.cache import cache_dir
+from bestiary_keras.datasets.scenes import _pair
 
 __all__ = [
     "FIGURE_GENERATOR_VERSION",

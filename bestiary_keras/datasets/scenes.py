@@ -29,18 +29,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from bestiary_keras.datasets import photos as _photos
 from bestiary_keras.datasets import shapes as _shapes
-from bestiary_keras.datasets.cache import save_npz_atomic
+from bestiary_keras.datasets.cache import cache_dir, save_npz_atomic
 from bestiary_keras.datasets.shapes import ALL_CLASSES, SHAPE_CLASSES
 
 __all__ = [
-    "BACKGROUNDS", "cache_dir", "CACHE_ENV", "GENERATOR_VERSION", "make_classification_data",
+    "BACKGROUNDS", "GENERATOR_VERSION", "make_classification_data",
     "make_scenes", "SceneSet",
 ]
 
@@ -48,7 +47,6 @@ GENERATOR_VERSION = 4
 """Bumped whenever the generator's output changes, so old caches are not reused."""
 
 BACKGROUNDS = ("photo", "plain", "noise")
-CACHE_ENV = "BESTIARY_CACHE"
 _PLACEMENT_TRIES = 30
 _SCENE_RESTARTS = 20
 _BACKGROUND_CONTRAST = 0.7
@@ -321,21 +319,6 @@ def _generate(num_images, height, width, classes, min_objects, max_objects, size
 
 
 # ----------------------------------------------------------------------------- cache
-def cache_dir() -> Path:
-    """Where generated scenes are cached.
-
-    ``$BESTIARY_CACHE`` if set, else the repository's ``data/cache/`` when the package runs
-    from a writable checkout (git-ignored), else ``~/.cache/bestiary_keras``.
-    """
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    repo_data = Path(__file__).resolve().parents[2] / "data"
-    if repo_data.is_dir() and os.access(repo_data, os.W_OK):
-        return repo_data / "cache"
-    return Path.home() / ".cache" / "bestiary_keras"
-
-
 def _cache_key(arguments: dict) -> str:
     text = json.dumps({"generator_version": GENERATOR_VERSION, **arguments}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bestiary_keras.datasets.photos import random_crop
-from bestiary_keras.datasets.scenes import cache_dir
+from bestiary_keras.datasets.cache import cache_dir
 
 __all__ = [
     "SNIPPET_LENGTH",

@@ -7,7 +7,7 @@ the bounding box of every region it ever forms. We use OpenCV's implementation
 (``cv2.ximgproc.segmentation``, opencv-contrib) in its "fast" mode, which diversifies over two
 colour spaces and a few segmentation scales.
 
-Proposals of a whole ``SceneSet`` are cached next to the scenes (``datasets.scenes.cache_dir``), so
+Proposals of a whole ``SceneSet`` are cached next to the scenes (``datasets.cache.cache_dir``), so
 notebooks 03 and 04 compute them once.
 """
 
@@ -99,7 +99,7 @@ def selective_search(image, *, mode: str = "fast", base_k: int = 50, inc_k: int 
 
 
 def _cache_path(scenes, settings):
-    from bestiary_keras.datasets.scenes import cache_dir
+    from bestiary_keras.datasets.cache import cache_dir
 
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(scenes.images).tobytes())
