@@ -194,6 +194,9 @@ def run_notebook(path: Path, out_dir: Path, *, profile: str, seed: int, section:
         on_notebook_start=on_notebook_start,
         timeout=timeout,
         kernel_name="python3",
+        # ipykernel 7 warns at every start that its local TCP transport is unencrypted: the
+        # kernel's own log, not the notebook's, so only its errors reach the terminal
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
         resources={"metadata": {"path": str(path.parent)}},
         on_cell_execute=on_cell_execute,
         on_cell_executed=on_cell_executed,

@@ -277,3 +277,13 @@ def test_bench_command_hands_its_options_to_bench(monkeypatch):
     monkeypatch.setattr(bench, "main", lambda argv: seen.append(argv) or 0)
     assert runner.main(["bench", "--steps", "3", "--in-process"]) == 0
     assert seen == [["--steps", "3", "--in-process"]]
+
+
+def test_kernel_start_prints_no_log_lines(tmp_path, capfd):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _notebook(nbs / "01_quiet.ipynb", "print('from the notebook')")
+    runner.run(runner.find_notebooks(nbs), profile="ci", seed=0, results_dir=tmp_path / "results")
+    err = capfd.readouterr().err
+    # ipykernel 7's "Kernel is running over TCP without encryption" warning, one per notebook
+    assert "IPKernelApp" not in err and "encryption" not in err, err[-500:]
