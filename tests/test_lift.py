@@ -170,6 +170,27 @@ def test_lift_global_cost_hand_values():
         losses.lift_global_cost(d1, d2, d3, terms=("orientation",))
 
 
+def test_lift_global_cost_squared_form_hand_values():
+    # the slide's form: ||d1 - d2||^2 + max(0, 1 - ||d1 - d3||^2) + gamma * class
+    d1 = np.array([[0.0, 0.0], [0.0, 0.0]], np.float32)
+    d2 = np.array([[3.0, 4.0], [0.3, 0.4]], np.float32)  # pair: 25, 0.25
+    d3 = np.array([[0.6, 0.0], [2.0, 0.0]], np.float32)  # negative: 1 - 0.36 = 0.64, max(0, 1 - 4) = 0
+    scores = np.array([[1.0, 0.5, 2.0, -0.5], [1.0, 1.0, 1.0, -1.0]], np.float32)  # class 0.5, 0
+    cost = np.asarray(losses.lift_global_cost(d1, d2, d3, scores, gamma=2.0, margin=1.0,
+                                              squared=True))
+    np.testing.assert_allclose(cost, [25 + 0.64 + 2 * 0.5, 0.25], atol=1e-5)
+    # the margin form of the same first row: 5 + max(0, 4 - 0.6) + 1
+    assert float(losses.lift_global_cost(d1, d2, d3, scores, gamma=2.0)[0]) == \
+        pytest.approx(5 + 3.4 + 1, abs=1e-5)
+    packed = np.concatenate([d1, d2, d3, scores], axis=1)
+    lift_cost = lift.LiftCost(2, ("pair", "negative"), margin=1.0, squared=True)
+    assert lift.LiftCost.from_config(lift_cost.get_config()).squared
+    np.testing.assert_allclose(np.asarray(lift_cost.call(np.zeros(2), packed)), [25.64, 0.25],
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="margin"):
+        losses.lift_global_cost(d1, d2, d3, terms=("pair",), margin=0.0, squared=True)
+
+
 def test_lift_cost_reads_the_packed_output():
     packed = np.array([[0, 0, 3, 4, 1, 0, 1, 0.5, 2, -0.5]], np.float32)
     cost = lift.LiftCost(2, margin=4.0, gamma=2.0)

@@ -233,3 +233,40 @@ def test_descriptor_pair_network_stacks_shared_descriptors():
     np.testing.assert_allclose(out[:, 1], siamese.embed(branch, x2), rtol=1e-5, atol=1e-6)
     model.compile("adam", loss=losses.HardestNegativeContrastiveLoss(2.0))
     assert np.isfinite(model.evaluate([x1, x2], np.arange(3), verbose=0))
+
+
+def test_mined_contrastive_loss_hand_case():
+    # Simo-Serra et al.'s mining on a = (0, 1, 5), b = (0.5, 1, 9), margin 2 (as above)
+    a = np.array([[0.0], [1.0], [5.0]], np.float32)
+    b = np.array([[0.5], [1.0], [9.0]], np.float32)
+    pairs = np.stack([a, b], axis=1)
+    # positives d = 0.5, 0, 4; r_p = 2 keeps the ceil(3 / 2) = 2 hardest: (4 + 0.5) / 2 = 2.25
+    # negatives, r_n = 2: shift 1 pairs a_i with b_(i-1): |0 - 9|, |1 - 0.5|, |5 - 1| -> costs
+    # 0, 1.5, 0; shift 2: |0 - 1|, |1 - 9|, |5 - 0.5| -> 1, 0, 0; the 3 hardest of the 6:
+    # (1.5 + 1 + 0) / 3
+    loss = np.asarray(losses.mined_contrastive_loss(np.array([0, 1, 2]), pairs, 2.0,
+                                                    positive_ratio=2, negative_ratio=2))
+    np.testing.assert_allclose(loss, [2.25 + 2.5 / 3] * 3, atol=1e-5)
+    # no mining (r_p = r_n = 1): every positive, one shifted negative per row: 1.5 + 1.5 / 3
+    loss = losses.mined_contrastive_loss(np.array([0, 1, 2]), pairs, 2.0, positive_ratio=1,
+                                         negative_ratio=1)
+    np.testing.assert_allclose(np.asarray(loss), [2.0] * 3, atol=1e-5)
+    # pairs 0 and 1 show the same point: the candidates (0, 1) and (1, 0) are skipped, and the
+    # valid ones all cost 0
+    loss = losses.mined_contrastive_loss(np.array([7, 7, 2]), pairs, 2.0, negative_ratio=2)
+    np.testing.assert_allclose(np.asarray(loss), [1.5] * 3, atol=1e-5)
+
+
+def test_mined_contrastive_loss_trains_and_rejects_bad_ratios():
+    with pytest.raises(ValueError, match="negative_ratio"):
+        losses.mined_contrastive_loss(np.zeros(2), np.zeros((2, 2, 1), np.float32),
+                                      negative_ratio=0)
+    with pytest.raises(ValueError, match="positive_ratio"):
+        losses.MinedContrastiveLoss(positive_ratio=1.5)
+    loss = losses.MinedContrastiveLoss(2.0, positive_ratio=2, negative_ratio=4)
+    assert losses.MinedContrastiveLoss.from_config(loss.get_config()).negative_ratio == 4
+    branch = siamese.patch_descriptor((16, 16, 1), 8, filters=(4, 4))
+    model = siamese.descriptor_pair_network(branch)
+    x = np.random.default_rng(0).normal(size=(8, 16, 16, 1)).astype(np.float32)
+    model.compile("adam", loss=loss)
+    assert np.isfinite(model.evaluate([x, x + 0.1], np.arange(8), verbose=0))

@@ -398,16 +398,18 @@ class LiftCost(keras.losses.Loss):
             ORI, ``("pair", "class")`` for DET).
         margin, gamma: see ``losses.lift_global_cost``.
         mine_negatives: pick the hardest negative in the batch (needs point ids as ``y_true``).
+        squared: the slide's squared-norm form (``losses.lift_global_cost``; its margin is 1).
     """
 
     def __init__(self, descriptor_dim: int, terms=("pair", "negative", "class"),
                  margin: float = 4.0, gamma: float = 1.0, mine_negatives: bool = False,
-                 name: str = "lift_cost", **kwargs):
+                 squared: bool = False, name: str = "lift_cost", **kwargs):
         super().__init__(name=name, **kwargs)
         self.descriptor_dim = int(descriptor_dim)
         self.terms = tuple(terms)
         self.margin, self.gamma = float(margin), float(gamma)
         self.mine_negatives = bool(mine_negatives)
+        self.squared = bool(squared)
 
     def call(self, y_true, y_pred):
         d = self.descriptor_dim
@@ -415,12 +417,13 @@ class LiftCost(keras.losses.Loss):
         if self.mine_negatives:
             d3 = hardest_negative_descriptors(d1, d2, d3, y_true)
         return losses.lift_global_cost(d1, d2, d3, y_pred[:, 3 * d:3 * d + 4],
-                                       margin=self.margin, gamma=self.gamma, terms=self.terms)
+                                       margin=self.margin, gamma=self.gamma, terms=self.terms,
+                                       squared=self.squared)
 
     def get_config(self):
         return {**super().get_config(), "descriptor_dim": self.descriptor_dim,
                 "terms": list(self.terms), "margin": self.margin, "gamma": self.gamma,
-                "mine_negatives": self.mine_negatives}
+                "mine_negatives": self.mine_negatives, "squared": self.squared}
 
 
 def hardest_negative_descriptors(desc_1, desc_2, desc_3, point_ids):

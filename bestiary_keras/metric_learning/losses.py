@@ -5,11 +5,14 @@
   ``1 / (2 sqrt(0)) = inf`` there, and ``inf * 0`` gives NaN: a pair of identical images, which
   the first steps of a Siamese network produce all the time, would poison the whole batch.
 - ``contrastive_loss`` / ``ContrastiveLoss`` (Siamese networks, notebook 15; Hadsell, Chopra and
-  LeCun, CVPR 2006, in the slides' non-squared form) and ``hardest_negative_contrastive_loss``
-  (the same loss on the hardest non-matching pair of a batch: Simo-Serra et al.'s mining).
+  LeCun, CVPR 2006, in the slides' non-squared form), ``hardest_negative_contrastive_loss``
+  (the same loss with each matching pair's hardest in-batch non-matching pair: HardNet-style
+  mining, Mishchuk et al., NIPS 2017) and ``mined_contrastive_loss`` (Simo-Serra et al.'s
+  mining, ICCV 2015: forward many pairs, back-propagate only the highest-loss fraction).
 - ``triplet_ratio_loss`` / ``pair_loss`` / ``wohlhart_lepetit_loss`` (triplet descriptors for
   object recognition and 3D pose, notebook 16; Wohlhart and Lepetit, CVPR 2015).
-- ``lift_global_cost`` (LIFT, notebook 17; Yi, Trulls, Lepetit and Fua, ECCV 2016).
+- ``lift_global_cost`` (LIFT, notebook 17; Yi, Trulls, Lepetit and Fua, ECCV 2016), in the
+  margin form (plain distances, margin ``C``) or the slide's squared-norm form.
 
 Label convention, everywhere in this package: ``y = 1`` means *the same* (same class, same
 scene point: a matching pair), ``y = 0`` means *different*. Hadsell et al. use the opposite
@@ -26,7 +29,7 @@ from keras import ops
 __all__ = [
     "contrastive_loss", "ContrastiveLoss", "detector_class_loss", "DISTANCE_EPSILON",
     "euclidean_distance", "hardest_negative_contrastive_loss", "HardestNegativeContrastiveLoss",
-    "lift_global_cost", "pair_loss", "triplet_ratio_loss", "wohlhart_lepetit_loss",
+    "lift_global_cost", "mined_contrastive_loss", "MinedContrastiveLoss", "pair_loss", "triplet_ratio_loss", "wohlhart_lepetit_loss",
 ]
 
 DISTANCE_EPSILON = 1e-12
@@ -105,9 +108,10 @@ def hardest_negative_contrastive_loss(point_ids, descriptor_pairs, margin: float
                                       *, epsilon: float = DISTANCE_EPSILON):
     r"""The contrastive loss on a batch of matching pairs, each with its hardest negative.
 
-    Simo-Serra et al. (ICCV 2015) found that almost all random non-matching patch pairs are
-    already far apart and teach nothing: they mine the hard ones. Here the mining is within the
-    batch: a batch of ``B`` matching pairs ``(a_i, b_i)`` also holds ``B (B - 1)`` non-matching
+    Almost all random non-matching patch pairs are already far apart and teach nothing, so hard
+    ones are mined. This is the **HardNet-style** miner (Mishchuk et al., NIPS 2017: the
+    closest non-matching descriptor of each matching pair in the batch), not Simo-Serra et al.'s
+    (for theirs, see ``mined_contrastive_loss``). The mining is within the batch: a batch of ``B`` matching pairs ``(a_i, b_i)`` also holds ``B (B - 1)`` non-matching
     pairs ``(a_i, b_j)``; each matching pair contributes the slides' loss with ``y = 1`` and
     its hardest (closest) non-matching pair, in either direction, with ``y = 0``:
 
@@ -154,6 +158,98 @@ class HardestNegativeContrastiveLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin}
+
+
+def mined_contrastive_loss(point_ids, descriptor_pairs, margin: float = 2.0, *,
+                           positive_ratio: int = 1, negative_ratio: int = 4,
+                           epsilon: float = DISTANCE_EPSILON):
+    r"""Simo-Serra et al.'s mining (ICCV 2015): forward many pairs, learn from the hardest.
+
+    They forward a large batch of ``s_p`` matching and ``s_n`` non-matching pairs, compute the
+    contrastive loss of every pair and back-propagate only the ``s_p / r_p`` matching and
+    ``s_n / r_n`` non-matching pairs of highest loss (mining ratios ``r_p, r_n``, such as 2 or
+    4). Here a batch of ``B`` matching pairs ``(a_i, b_i)`` gives the ``s_p = B`` matching
+    pairs; the ``s_n = r_n B`` non-matching pairs are ``(a_i, b_{(i + s) mod B})`` for the
+    shifts ``s = 1 .. r_n`` (random pairs, as the batch order is random; a pair of the same
+    point is skipped), so the ``B`` hardest of them are kept:
+
+    .. math::
+        L = \frac{1}{|P|} \sum_{(i, i) \in P} \|a_i - b_i\|
+          + \frac{1}{|N|} \sum_{(i, j) \in N} \max(0, C - \|a_i - b_j\|)
+
+    with ``P`` the ``ceil(B / r_p)`` matching pairs and ``N`` the ``ceil(r_n B / r_n) = B``
+    non-matching candidates of highest loss (ties broken by position). Unlike the HardNet-style
+    ``hardest_negative_contrastive_loss``, a row may contribute several negatives or none, and
+    the negatives are a random sample, not the closest of all ``B (B - 1)`` pairs.
+
+    Args:
+        point_ids: ``(B,)`` the scene point of each pair.
+        descriptor_pairs: ``(B, 2, D)``, the descriptors ``a_i`` and ``b_i``.
+        margin: ``C``.
+        positive_ratio: ``r_p >= 1`` (1: every matching pair is used).
+        negative_ratio: ``r_n >= 1``, the number of shifted pairings forwarded per kept negative
+            (1: no mining, one random negative per row).
+
+    Returns:
+        Shape ``(B,)``, every entry the batch's loss ``L`` (Keras' mean over the batch is ``L``).
+    """
+    if margin <= 0:
+        raise ValueError(f"margin must be positive, got margin={margin}.")
+    for name, ratio in (("positive_ratio", positive_ratio), ("negative_ratio", negative_ratio)):
+        if int(ratio) != ratio or ratio < 1:
+            raise ValueError(f"{name} must be an integer >= 1 (forward {name} times as many pairs "
+                             f"as are back-propagated), got {name}={ratio}.")
+    a = descriptor_pairs[:, 0]
+    b = descriptor_pairs[:, 1]
+    batch = ops.shape(a)[0]
+    ids = ops.reshape(point_ids, (-1,))
+    positive = euclidean_distance(a, b, epsilon=epsilon)  # (B,)
+    negatives, valid = [], []
+    for shift in range(1, int(negative_ratio) + 1):
+        rolled = ops.roll(b, shift, axis=0)  # row i pairs with b_(i - shift): a random pairing
+        negatives.append(ops.relu(margin - euclidean_distance(a, rolled, epsilon=epsilon)))
+        valid.append(ops.not_equal(ids, ops.roll(ids, shift, axis=0)))
+    negative = ops.concatenate(negatives)  # (r_n B,)
+    valid = ops.cast(ops.concatenate(valid), negative.dtype)
+
+    def hardest_mean(values, mask, keep):
+        # the mean of the `keep` largest values where mask = 1 (exactly `keep`: ties by order)
+        ranked = ops.where(mask > 0, values, -1.0)
+        rank = ops.argsort(ops.argsort(-ranked))  # 0 for the largest
+        chosen = ops.cast(rank < keep, values.dtype) * mask
+        return ops.sum(values * chosen) / ops.maximum(ops.sum(chosen), 1.0)
+
+    b_int = ops.cast(batch, "int32")
+    keep_positive = (b_int + int(positive_ratio) - 1) // int(positive_ratio)
+    total = (hardest_mean(positive, ops.ones_like(positive), keep_positive)
+             + hardest_mean(negative, valid, b_int))
+    return ops.ones_like(positive) * total
+
+
+@keras.saving.register_keras_serializable(package="bestiary_keras")
+class MinedContrastiveLoss(keras.losses.Loss):
+    """``mined_contrastive_loss`` (Simo-Serra et al.'s mining) as a ``keras.losses.Loss``:
+    ``y_true`` holds the point id of each matching pair, ``y_pred`` the ``(B, 2, D)`` pairs."""
+
+    def __init__(self, margin: float = 2.0, positive_ratio: int = 1, negative_ratio: int = 4,
+                 name: str = "mined_contrastive_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if margin <= 0:
+            raise ValueError(f"margin must be positive, got margin={margin}.")
+        for arg, ratio in (("positive_ratio", positive_ratio), ("negative_ratio", negative_ratio)):
+            if int(ratio) != ratio or ratio < 1:
+                raise ValueError(f"{arg} must be an integer >= 1, got {arg}={ratio}.")
+        self.margin = float(margin)
+        self.positive_ratio, self.negative_ratio = int(positive_ratio), int(negative_ratio)
+
+    def call(self, y_true, y_pred):
+        return mined_contrastive_loss(y_true, y_pred, self.margin,
+                                      positive_ratio=self.positive_ratio,
+                                      negative_ratio=self.negative_ratio)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin,
+                "positive_ratio": self.positive_ratio, "negative_ratio": self.negative_ratio}
 
 
 def triplet_ratio_loss(anchor, positive, negative, margin: float = 0.01,
@@ -232,7 +328,8 @@ def detector_class_loss(labels, scores, weights=None):
 
 
 def lift_global_cost(desc_1, desc_2, desc_3, scores=None, score_labels=None, *,
-                     margin: float = 4.0, gamma: float = 1.0, terms=("pair", "negative", "class")):
+                     margin: float = 4.0, gamma: float = 1.0, terms=("pair", "negative", "class"),
+                     squared: bool = False):
     r"""The single global cost of LIFT (Yi et al., ECCV 2016), one value per quadruplet.
 
     A quadruplet is ``P1, P2`` (the same 3D point seen in two images), ``P3`` (another point) and
@@ -244,7 +341,16 @@ def lift_global_cost(desc_1, desc_2, desc_3, scores=None, score_labels=None, *,
           + \underbrace{\max(0, C - \|d_1 - d_3\|)}_{\text{negative}}
           + \gamma \underbrace{\sum_{i=1}^{4} \max(0, 1 - s_i y_i)^2}_{\text{class}}
 
-    where ``s_i`` is the detector score of ``P_i`` and ``y = (1, 1, 1, -1)``. The stages are
+    where ``s_i`` is the detector score of ``P_i`` and ``y = (1, 1, 1, -1)``. That is the
+    **margin form** (plain distances, as in the paper's descriptor loss, with margin ``C``).
+    With ``squared=True`` it is **the slide's global cost**, with squared norms and a margin of
+    1 on the squared distance (``margin`` is then that margin; the slide's is 1):
+
+    .. math::
+        L = \|d_1 - d_2\|^2 + \max(0, 1 - \|d_1 - d_3\|^2)
+          + \gamma \sum_{i=1}^{4} \max(0, 1 - s_i y_i)^2
+
+    The stages are
     trained one after the other on parts of this one cost, as the paper does: DESC with
     ``pair + negative`` (the contrastive loss), ORI with ``pair`` (the best orientation is the
     one whose rotated crops give equal descriptors), DET with ``class + pair``.
@@ -256,19 +362,24 @@ def lift_global_cost(desc_1, desc_2, desc_3, scores=None, score_labels=None, *,
         margin: ``C`` of the negative term.
         gamma: weight of the classification term.
         terms: which terms to add (a subset of ``("pair", "negative", "class")``).
+        squared: the slide's squared-norm form of the pair and negative terms.
 
     Returns:
         Shape ``(N,)``.
     """
+    if margin <= 0:
+        raise ValueError(f"margin must be positive, got margin={margin}.")
     unknown = set(terms) - {"pair", "negative", "class"}
     if unknown or not terms:
         raise ValueError(f"terms must be a non-empty subset of ('pair', 'negative', 'class'), "
                          f"got {terms!r}.")
     cost = 0.0
     if "pair" in terms:
-        cost = cost + euclidean_distance(desc_1, desc_2)
+        cost = cost + (ops.sum(ops.square(desc_1 - desc_2), axis=-1) if squared
+                       else euclidean_distance(desc_1, desc_2))
     if "negative" in terms:
-        cost = cost + ops.relu(margin - euclidean_distance(desc_1, desc_3))
+        cost = cost + (ops.relu(margin - ops.sum(ops.square(desc_1 - desc_3), axis=-1)) if squared
+                       else ops.relu(margin - euclidean_distance(desc_1, desc_3)))
     if "class" in terms:
         if scores is None:
             raise ValueError("the 'class' term needs the detector scores (N, 4) of P1..P4; "
