@@ -171,3 +171,31 @@ def test_unpooling_with_an_unknown_batch_and_size():
     windows = x.reshape(3, 3, 2, 2, 2, 2).max(axis=(2, 4))
     expected = np.where(x == np.repeat(np.repeat(windows, 2, 1), 2, 2), x, 0)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_segmentation_legend_and_comparison_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bestiary_keras import figures
+    from bestiary_keras.segmentation import plots
+
+    names = ("background", "circle", "square")
+    legend = plots.segmentation_legend(names)
+    # the background first, with an empty swatch (overlay leaves it untinted), then the classes
+    assert list(legend) == ["background (no tint)", "circle", "square"]
+    assert legend["background (no tint)"][3] == 0.0
+    np.testing.assert_allclose(legend["square"], figures.label_colors(3)[2])
+    with pytest.raises(ValueError, match="class_names"):
+        plots.segmentation_legend(("background",))
+    images = np.zeros((3, 8, 8, 3), np.float32)
+    maps = np.zeros((3, 8, 8), np.int64)
+    maps[:, 2:4, 2:4] = 2
+    fig = plots.show_segmentations(images, {"truth": maps, "net": maps}, names)
+    assert len(fig.axes) == 9  # one row of images and one per label map
+    texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert texts == list(legend)
+    assert fig.axes[3].get_ylabel() == "truth"
+    with pytest.raises(ValueError, match="net"):
+        plots.show_segmentations(images, {"net": maps[:2]}, names)
+    matplotlib.pyplot.close(fig)
