@@ -3,8 +3,10 @@
 Simonyan & Zisserman (2015, Sec. 3.1) train on fixed-size crops of isotropically rescaled
 images: the training scale ``S`` (the smallest side after rescaling) is drawn at random from a
 range ("scale jittering"), a ``crop x crop`` patch is cut at a random position, flipped
-horizontally with probability 1/2 and colour-augmented. Here the colour augmentation is a
-random permutation of the RGB channels. Boxes follow every step: scaled with the image,
+horizontally with probability 1/2 and colour-augmented. ``augment_batch``'s colour
+augmentation is a random permutation of the RGB channels; the papers' own colour shift
+(AlexNet's PCA colour augmentation, which VGG reuses) is ``random_pca_colour_shift``, used with
+the rest of the recipe by ``PCAColourBatches``. Boxes follow every step: scaled with the image,
 shifted and clipped by the crop, mirrored by the flip (a channel shuffle leaves them alone).
 
 Everything is NumPy (plus ``cv2.resize``) on uint8 batches, a few milliseconds per batch of 64
@@ -37,6 +39,10 @@ __all__ = [
     "random_channel_shuffle",
     "augment_batch",
     "AugmentedBatches",
+    "rgb_principal_components",
+    "pca_colour_shift",
+    "random_pca_colour_shift",
+    "PCAColourBatches",
 ]
 
 
@@ -338,3 +344,118 @@ class AugmentedBatches(SeededBatches):
 
     def make_batch(self, indices, rng):
         return self.encode(*self.augmented(indices, rng))
+
+
+# ------------------------------------------------------------------ AlexNet's PCA colour shift
+def rgb_principal_components(images, *, pixel_range: float = 255.0, max_pixels: int = 1_000_000,
+                             seed: int = 0):
+    """Eigenvalues and eigenvectors of the 3x3 covariance of RGB pixel values over a set of images.
+
+    The statistics of AlexNet's colour augmentation (Krizhevsky et al. 2012, Sec. 4.1), which
+    VGG reuses: PCA of the RGB values of all training pixels. Pixel values are divided by
+    ``pixel_range`` first (the paper does not say on which scale; on ``[0, 1]`` the formula
+    of ``pca_colour_shift`` gives shifts of a few grey levels, on ``[0, 255]`` of hundreds).
+
+    Args:
+        images: ``(..., 3)`` array of pixels (e.g. ``(N, H, W, 3)`` uint8).
+        pixel_range: the value that maps to 1 (255 for uint8 images).
+        max_pixels: at most this many pixels, drawn at random with ``seed``, enter the estimate.
+
+    Returns:
+        ``(eigenvalues, eigenvectors)``: ``(3,)`` in decreasing order (variances on the
+        ``[0, 1]`` scale) and ``(3, 3)`` with the unit eigenvector ``p_i`` in column ``i``.
+    """
+    pixels = np.asarray(images).reshape(-1, np.asarray(images).shape[-1]).astype(np.float64)
+    if pixels.shape[-1] != 3 or len(pixels) < 2:
+        raise ValueError(f"images must hold at least 2 RGB pixels (..., 3), got shape "
+                         f"{np.asarray(images).shape}.")
+    if pixel_range <= 0:
+        raise ValueError(f"pixel_range={pixel_range!r} must be > 0 (255 for uint8 images).")
+    if len(pixels) > max_pixels:
+        pixels = pixels[np.random.default_rng(seed).choice(len(pixels), max_pixels, replace=False)]
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(pixels / pixel_range, rowvar=False))
+    order = np.argsort(eigenvalues)[::-1]
+    return eigenvalues[order], eigenvectors[:, order]
+
+
+def pca_colour_shift(images, alphas, eigenvalues, eigenvectors, *, pixel_range: float = 255.0):
+    """Adds AlexNet's colour shift to every pixel of each image (deterministic part).
+
+    .. math::
+        I_{xy} \\leftarrow I_{xy} + [p_1, p_2, p_3]\\,[\\alpha_1 \\lambda_1,
+        \\alpha_2 \\lambda_2, \\alpha_3 \\lambda_3]^T
+
+    with ``p_i``, ``lambda_i`` the eigenvectors and eigenvalues of the RGB covariance
+    (``rgb_principal_components``, on the ``[0, 1]`` scale) and one ``alpha`` triple per image:
+    the same shift for all pixels of an image. The shift is computed on the ``[0, 1]`` scale,
+    multiplied by ``pixel_range``, added, rounded and clipped to ``[0, pixel_range]``.
+
+    Args:
+        images: ``(N, H, W, 3)`` (uint8 images keep their dtype).
+        alphas: ``(N, 3)`` (or ``(3,)`` for all images).
+        eigenvalues: ``(3,)``; eigenvectors: ``(3, 3)`` with ``p_i`` in column ``i``.
+
+    Returns:
+        The shifted images, same shape and dtype.
+    """
+    images = np.asarray(images)
+    eigenvalues = np.asarray(eigenvalues, np.float64)
+    eigenvectors = np.asarray(eigenvectors, np.float64)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be a batch of RGB images (N, H, W, 3), got {images.shape}.")
+    if eigenvalues.shape != (3,) or eigenvectors.shape != (3, 3):
+        raise ValueError(f"eigenvalues must be (3,) and eigenvectors (3, 3), got "
+                         f"{eigenvalues.shape} and {eigenvectors.shape}.")
+    alphas = np.broadcast_to(np.asarray(alphas, np.float64), (len(images), 3))
+    shifts = (alphas * eigenvalues) @ eigenvectors.T * pixel_range  # (N, 3): p @ (alpha*lambda)
+    shifted = images.astype(np.float64) + shifts[:, None, None, :]
+    if np.issubdtype(images.dtype, np.integer):
+        shifted = np.rint(shifted)
+    return np.clip(shifted, 0, pixel_range).astype(images.dtype)
+
+
+def random_pca_colour_shift(images, rng, eigenvalues, eigenvectors, *, alpha_std: float = 0.1,
+                            pixel_range: float = 255.0):
+    """``pca_colour_shift`` with ``alpha_i ~ N(0, alpha_std^2)`` drawn once per image (AlexNet:
+    ``alpha_std = 0.1``, a new draw each time the image is used).
+
+    Returns:
+        ``(images, alphas)``.
+    """
+    if alpha_std < 0:
+        raise ValueError(f"alpha_std={alpha_std!r} must be >= 0 (AlexNet's is 0.1).")
+    alphas = rng.normal(0.0, alpha_std, size=(len(images), 3))
+    return pca_colour_shift(images, alphas, eigenvalues, eigenvectors,
+                            pixel_range=pixel_range), alphas
+
+
+class PCAColourBatches(AugmentedBatches):
+    """``AugmentedBatches`` with AlexNet's PCA colour shift instead of the channel shuffle.
+
+    Each batch: rescale (``S`` random), crop, flip (``augment_batch`` with
+    ``channel_shuffle=False``), then ``random_pca_colour_shift`` with the training set's
+    principal components, all drawn from the step's generator: the VGG slide's recipe.
+
+    Args:
+        eigenvalues, eigenvectors: from ``rgb_principal_components(training_images)``.
+        alpha_std: AlexNet's 0.1.
+        Everything else as ``AugmentedBatches`` (``channel_shuffle`` is not accepted).
+    """
+
+    def __init__(self, images, boxes, labels, encode, *, eigenvalues, eigenvectors,
+                 alpha_std: float = 0.1, **kwargs):
+        if "channel_shuffle" in kwargs:
+            raise ValueError("PCAColourBatches replaces the channel shuffle by the PCA colour "
+                             "shift; use AugmentedBatches for channel_shuffle.")
+        super().__init__(images, boxes, labels, encode, channel_shuffle=False, **kwargs)
+        self.eigenvalues = np.asarray(eigenvalues, np.float64)
+        self.eigenvectors = np.asarray(eigenvectors, np.float64)
+        if alpha_std < 0:
+            raise ValueError(f"alpha_std={alpha_std!r} must be >= 0 (AlexNet's is 0.1).")
+        self.alpha_std = float(alpha_std)
+
+    def augmented(self, indices, rng):
+        images, boxes, labels = super().augmented(indices, rng)
+        images, _ = random_pca_colour_shift(images, rng, self.eigenvalues, self.eigenvectors,
+                                            alpha_std=self.alpha_std)
+        return images, boxes, labels

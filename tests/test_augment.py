@@ -1,4 +1,5 @@
-"""The VGG training recipe: rescale, crop, flip, channel shuffle, with boxes kept consistent."""
+"""The VGG training recipe: rescale, crop, flip, channel shuffle or PCA colour shift, with boxes
+kept consistent."""
 
 import numpy as np
 import pytest
@@ -222,3 +223,76 @@ def test_horizontal_flip_matches_flip_boxes_and_keeps_padding():
     boxes = np.array([[[1, 0, 3, 2], [4, 1, 4, 3], [0, 0, 0, 0]]], np.float32)  # 2nd: zero width
     _, flipped = augment.horizontal_flip(images, boxes)
     np.testing.assert_array_equal(flipped[0], [[7, 0, 9, 2], [6, 1, 6, 3], [0, 0, 0, 0]])
+
+
+def test_rgb_principal_components_of_a_grey_ramp():
+    # Pixels (v, v, v) for v = 0 and 255, half each: on the [0, 1] scale every channel has
+    # variance 1/4 (population) and they are perfectly correlated, so the covariance is
+    # 1/4 * ones(3, 3) * n/(n-1): one eigenvalue 3/4 * n/(n-1) along (1, 1, 1)/sqrt(3), two zeros.
+    images = np.zeros((1, 2, 2, 3), np.uint8)
+    images[0, 0] = 255
+    values, vectors = augment.rgb_principal_components(images)
+    np.testing.assert_allclose(values, [0.75 * 4 / 3, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(np.abs(vectors[:, 0]), np.full(3, 1 / np.sqrt(3)), atol=1e-12)
+    with pytest.raises(ValueError, match="pixel_range"):
+        augment.rgb_principal_components(images, pixel_range=0)
+
+
+def test_pca_colour_shift_hand_computed():
+    # p_1 = (1, 1, 1)/sqrt(3) with lambda_1 = 0.3, p_2 = (1, -1, 0)/sqrt(2) with lambda_2 = 0.1,
+    # p_3 = (1, 1, -2)/sqrt(6) with lambda_3 = 0.05; alpha = (0.2, -0.5, 1).
+    # shift = 0.2*0.3 p_1 - 0.5*0.1 p_2 + 1*0.05 p_3 on the [0, 1] scale, times 255:
+    #   0.06/sqrt(3) = 0.034641, 0.05/sqrt(2) = 0.035355, 0.05/sqrt(6) = 0.020412
+    #   R: 0.034641 - 0.035355 + 0.020412 = 0.019698 -> 5.023 grey levels
+    #   G: 0.034641 + 0.035355 + 0.020412 = 0.090408 -> 23.054
+    #   B: 0.034641 - 0.040825           = -0.006184 -> -1.577
+    vectors = np.stack([np.array([1, 1, 1]) / np.sqrt(3), np.array([1, -1, 0]) / np.sqrt(2),
+                        np.array([1, 1, -2]) / np.sqrt(6)], axis=1)
+    values = np.array([0.3, 0.1, 0.05])
+    images = np.zeros((2, 2, 3, 3), np.uint8)
+    images[0] = (100, 100, 100)
+    images[1] = (250, 0, 1)
+    out = augment.pca_colour_shift(images, [0.2, -0.5, 1.0], values, vectors)
+    assert out.dtype == np.uint8 and out.shape == images.shape
+    np.testing.assert_array_equal(out[0], np.broadcast_to([105, 123, 98], (2, 3, 3)))
+    np.testing.assert_array_equal(out[1], np.broadcast_to([255, 23, 0], (2, 3, 3)))  # clipped
+    # float images keep their fractional shift
+    shifted = augment.pca_colour_shift(np.full((1, 1, 1, 3), 100.0), [0.2, -0.5, 1.0], values,
+                                       vectors)
+    np.testing.assert_allclose(shifted[0, 0, 0], [105.023, 123.054, 98.423], atol=2e-3)
+
+
+def test_random_pca_colour_shift_draws_alpha_per_image_and_batches_use_it():
+    rng = np.random.default_rng(0)
+    values, vectors = np.array([0.04, 0.01, 0.0025]), np.eye(3)
+    images = np.full((4000, 1, 1, 3), 128.0)
+    out, alphas = augment.random_pca_colour_shift(images, rng, values, vectors, alpha_std=0.1)
+    assert alphas.shape == (4000, 3)
+    assert abs(alphas.std() - 0.1) < 0.005
+    # with identity eigenvectors channel k moves by alpha_k * lambda_k * 255
+    np.testing.assert_allclose(out[:, 0, 0] - 128.0, alphas * values * 255, atol=1e-9)
+    # the batches: augment_batch without the shuffle, then the shift, from the step's generator
+    scenes = np.broadcast_to(np.arange(7, dtype=np.uint8)[:, None, None, None] * 30,
+                             (7, 32, 32, 3)).copy()
+    boxes = np.tile(np.array([[[4, 4, 20, 20]]], np.float32), (7, 1, 1))
+    data = augment.PCAColourBatches(scenes, boxes, np.arange(7)[:, None],
+                                    lambda x, b, y: (x, (b, y)), eigenvalues=values,
+                                    eigenvectors=vectors, batch_size=3, steps=2, seed=5,
+                                    crop_size=24, scale_range=(24, 40))
+    expected = batching.step_indices(7, 3, 4, seed=5)
+    for step in range(4):
+        x, (b, y) = data.batch_at_step(step)
+        rng = np.random.default_rng((5, step))
+        reference, reference_boxes = augment.augment_batch(
+            scenes[expected[step]], boxes[expected[step]], rng, crop_size=24,
+            scale_range=(24, 40), channel_shuffle=False)
+        reference, _ = augment.random_pca_colour_shift(reference, rng, values, vectors)
+        np.testing.assert_array_equal(x, reference)
+        np.testing.assert_array_equal(b, reference_boxes)
+        np.testing.assert_array_equal(y[:, 0], expected[step])
+        assert not np.array_equal(x[:, 12, 12], scenes[expected[step], 12, 12])  # shifted
+    with pytest.raises(ValueError, match="channel shuffle"):
+        augment.PCAColourBatches(scenes, boxes, np.zeros((7, 1)), lambda *a: a,
+                                 eigenvalues=values, eigenvectors=vectors, batch_size=1,
+                                 steps=1, crop_size=24, scale_range=(24, 24),
+                                 channel_shuffle=True)
