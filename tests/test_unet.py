@@ -13,8 +13,10 @@ from bestiary_keras.segmentation import elastic, losses, metrics, tiling
 from bestiary_keras.segmentation.unet import (
     count_conv_layers,
     crop_shape,
+    get_crop_shape,
     nearest_valid_input_sizes,
     unet,
+    unet_upsampling,
     unet_output_size,
     valid_input_sizes,
 )
@@ -100,6 +102,60 @@ def test_crop_shape_helper():
     assert crop_shape((10, 10), (10, 10)) == ((0, 0), (0, 0))
     with pytest.raises(ValueError, match="larger"):
         crop_shape((4, 4), (6, 4))
+
+
+def test_slides_upsampling_variant_crop_arithmetic_by_hand():
+    # The slides' snippet at its 572 x 572 input, depth 4, 32 filters. Same padding keeps the
+    # sizes; each pooling floors: 572 -> 286 -> 143 -> 71 -> 35. Up-sampling doubles:
+    # 35 -> 70 (skip 71: crop 1 = (0, 1)), 70 -> 140 (skip 143: crop 3 = (1, 2)),
+    # 140 -> 280 (skip 286: crop 6 = (3, 3)), 280 -> 560 (skip 572: crop 12 = (6, 6));
+    # the 560-pixel map is zero-padded by (6, 6) back to 572.
+    model = unet_upsampling((572, 572, 1), 2, output_activation=None)
+    assert model.output_shape == (None, 572, 572, 2)
+    crops = [model.get_layer(f"up{level}_crop").cropping for level in (4, 3, 2, 1)]
+    assert crops == [((0, 1), (0, 1)), ((1, 2), (1, 2)), ((3, 3), (3, 3)), ((6, 6), (6, 6))]
+    assert model.get_layer("pad_to_input").padding == ((6, 6), (6, 6))
+    assert [model.get_layer(f"up{level}_upsample").output.shape[1] for level in (4, 3, 2, 1)] == [
+        70, 140, 280, 560]
+    assert not any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in model.layers)
+    assert model.layers[-1].name == "classifier"  # the snippet ends on logits
+    # Height and width separately: 102 x 86 -> pools 51 x 43, 25 x 21; up 50 x 42 (skip
+    # 51 x 43: crop (0, 1) each), up 100 x 84 (skip 102 x 86: crop (1, 1)), padded (1, 1).
+    small = unet_upsampling((102, 86, 1), 3, depth=2, filters=4)
+    assert small.output_shape == (None, 102, 86, 3)
+    assert small.get_layer("up2_crop").cropping == ((0, 1), (0, 1))
+    assert small.get_layer("up1_crop").cropping == ((1, 1), (1, 1))
+    assert small.get_layer("pad_to_input").padding == ((1, 1), (1, 1))
+    out = keras.ops.convert_to_numpy(small(np.zeros((1, 102, 86, 1), np.float32)))
+    np.testing.assert_allclose(out.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_slides_variant_parameters_by_hand():
+    # UpSampling2D has no weights and keeps the channels: the first convolution after each
+    # concatenation sees 64 + 32 and 32 + 16 channels (ours sees 32 + 32 and 16 + 16).
+    model = unet_upsampling((92, 92, 1), 2, depth=2, filters=16)
+    assert model.output_shape == (None, 92, 92, 2)
+    expected = (_conv_params(3, 1, 16) + _conv_params(3, 16, 16)
+                + _conv_params(3, 16, 32) + _conv_params(3, 32, 32)
+                + _conv_params(3, 32, 64) + _conv_params(3, 64, 64)
+                + _conv_params(3, 64 + 32, 32) + _conv_params(3, 32, 32)
+                + _conv_params(3, 32 + 16, 16) + _conv_params(3, 16, 16)
+                + _conv_params(1, 16, 2))
+    assert expected == 118_002
+    assert model.count_params() == expected
+    assert "pad_to_input" not in [layer.name for layer in model.layers]  # 92 = 4 x 23
+    assert model.get_layer("up2_concat").output.shape[-1] == 96
+
+
+def test_get_crop_shape_on_tensors_and_errors():
+    target, refer = keras.Input((143, 143, 8)), keras.Input((140, 140, 8))
+    assert get_crop_shape(target, refer) == ((1, 2), (1, 2))
+    with pytest.raises(ValueError, match="larger"):
+        get_crop_shape(refer, target)
+    with pytest.raises(ValueError, match="2\\*\\*depth = 16"):
+        unet_upsampling((12, 572, 1))
+    with pytest.raises(ValueError, match="num_classes"):
+        unet_upsampling((64, 64, 1), 0)
 
 
 @pytest.mark.parametrize("height, width", [(104, 104), (100, 120), (37, 50)])

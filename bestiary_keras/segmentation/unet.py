@@ -9,12 +9,18 @@ The paper's network (its figure 1) is ``unet()`` with the defaults: a contractin
 the channels from 64), a bottom block with 1024 channels, an expanding path of 2x2
 up-convolutions that halve the channels, each followed by the concatenation with the
 *cropped* feature map of the contracting path and two 3x3 convolutions, and a final 1x1
-convolution to the classes: 23 convolutional layers, 31,031,685 parameters, a 572x572 input
+convolution to the classes: 23 convolutional layers, 31,030,658 parameters, a 572x572 input
 tile gives a 388x388 output map.
 
-``padding="same"`` builds the variant of the slides' snippet instead: padded convolutions, the
-``crop_shape`` helper to crop a skip connection when an odd size made the two paths differ by a
-pixel, and ``ZeroPadding2D`` at the end so that the output has the input's size.
+``padding="same"`` builds a padded variant of that network (same layers and weights): the maps
+keep their size, a skip connection is cropped only where a pooling floored an odd size, and
+``ZeroPadding2D`` at the end gives the output the input's size.
+
+``unet_upsampling()`` builds the slides' snippet (the widely copied Keras U-Net of
+zizhaozhang/unet-tensorflow-keras): padded convolutions, ``UpSampling2D`` (no weights, the
+channels kept) instead of the 2x2 up-convolution, every skip cropped by ``Cropping2D`` to the
+size that ``get_crop_shape`` computes, the last map zero-padded back to the input size, 32
+filters in the first level.
 
 Valid convolutions shrink every map by 2 pixels per convolution and every 2x2 pooling needs an
 even size, so only some input sizes work; ``unet_output_size``, ``valid_input_sizes`` and
@@ -33,10 +39,13 @@ __all__ = [
     "count_conv_layers",
     "crop_shape",
     "double_conv",
+    "get_crop_shape",
     "nearest_valid_input_sizes",
     "unet",
     "unet_output_size",
     "up_block",
+    "upsampling_up_block",
+    "unet_upsampling",
     "valid_input_sizes",
 ]
 
@@ -151,6 +160,19 @@ def crop_shape(target_shape, reference_shape):
     return tuple(crops)
 
 
+def get_crop_shape(target, refer):
+    """The slides' helper: the ``Cropping2D`` cropping that gives ``target`` the size of ``refer``.
+
+    The snippet's ``get_crop_shape(target, refer)`` on Keras tensors (or shapes), returning
+    ``((top, bottom), (left, right))``: half the difference on each side, the odd pixel at the
+    bottom/right (``crop_shape`` does the arithmetic). E.g. a 143-pixel skip and a 140-pixel
+    up-sampled map: ``(1, 2)``.
+    """
+    target_shape = tuple(getattr(target, "shape", target))
+    refer_shape = tuple(getattr(refer, "shape", refer))
+    return crop_shape(target_shape, refer_shape)
+
+
 def double_conv(x, filters, *, padding="valid", batch_norm=False, name):
     """Two 3x3 convolutions, each followed by a ReLU (optionally batch norm before the ReLU)."""
     for i in (1, 2):
@@ -180,6 +202,77 @@ def up_block(x, skip, filters, *, padding="valid", batch_norm=False, name):
     return double_conv(x, filters, padding=padding, batch_norm=batch_norm, name=name)
 
 
+def upsampling_up_block(x, skip, filters, *, name):
+    """One step of the slides' expanding path: ``UpSampling2D``, ``Cropping2D`` of the skip by
+    ``get_crop_shape``, concatenation ``[up, skip]``, two padded 3x3 convolutions with ReLU.
+
+    Unlike ``up_block`` the up-sampling has no weights and keeps all channels of ``x``.
+    """
+    up = layers.UpSampling2D(2, name=f"{name}_upsample")(x)
+    skip = layers.Cropping2D(get_crop_shape(skip, up), name=f"{name}_crop")(skip)
+    x = layers.Concatenate(name=f"{name}_concat")([up, skip])
+    return double_conv(x, filters, padding="same", name=name)
+
+
+def unet_upsampling(
+    input_shape=(572, 572, 1),
+    num_classes: int = 2,
+    *,
+    depth: int = 4,
+    filters: int = 32,
+    output_activation: str | None = "softmax",
+    name: str = "unet_upsampling",
+) -> keras.Model:
+    """The slides' U-Net snippet: same padding, ``UpSampling2D`` and ``Cropping2D`` skips.
+
+    Contracting path as in ``unet(padding="same")`` (two padded 3x3 convolutions with ReLU,
+    2x2 max pooling; the channels double from ``filters``); each step up is
+    ``upsampling_up_block``: nearest-neighbour ``UpSampling2D`` of the whole map, the skip
+    cropped to its size (a pooling floors odd sizes, so the up-sampled map can be a few pixels
+    smaller: ``get_crop_shape``), concatenated and convolved. The last map is zero-padded back
+    to the input size (the snippet's ``ZeroPadding2D`` after ``get_crop_shape(inputs, conv9)``)
+    before the 1x1 classifier.
+
+    Args:
+        input_shape: (height, width, channels), each side at least ``2**depth``.
+        num_classes: channels of the 1x1 classifier.
+        depth: number of poolings (4 in the snippet).
+        filters: channels of the first level (32 in the snippet).
+        output_activation: ``"softmax"`` or ``None`` (logits, as the snippet ends).
+        name: the model's name.
+
+    Returns:
+        A ``keras.Model`` from (batch, H, W, C) to (batch, H, W, num_classes).
+    """
+    depth = _check_depth(depth)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
+    check_channels_and_classes(input_shape, num_classes)
+    if int(filters) != filters or filters < 1:
+        raise ValueError(f"filters must be a positive integer, got {filters!r}.")
+    for axis, size in zip(("height", "width"), input_shape[:2]):
+        if size is None or size < 2**depth:
+            raise ValueError(f"input {axis} must be a fixed size >= 2**depth = {2**depth} (the "
+                             f"skips are cropped to static sizes), got {size!r}.")
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    skips = []
+    for level in range(depth):
+        x = double_conv(x, filters * 2**level, padding="same", name=f"down{level + 1}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"down{level + 1}_pool")(x)
+    x = double_conv(x, filters * 2**depth, padding="same", name="bottom")
+    for level in reversed(range(depth)):
+        x = upsampling_up_block(x, skips[level], filters * 2**level, name=f"up{level + 1}")
+    pad = get_crop_shape(inputs, x)
+    if pad != ((0, 0), (0, 0)):
+        x = layers.ZeroPadding2D(pad, name="pad_to_input")(x)
+    x = layers.Conv2D(num_classes, 1, name="classifier")(x)
+    if output_activation is not None:
+        x = layers.Activation(output_activation, dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, x, name=name)
+
+
 def unet(
     input_shape=(572, 572, 1),
     num_classes: int = 2,
@@ -200,7 +293,8 @@ def unet(
         depth: number of 2x2 max poolings (4 in the paper).
         filters: channels of the first level (64 in the paper), doubled at every pooling.
         padding: ``"valid"`` (the paper: unpadded convolutions, cropped skip connections) or
-            ``"same"`` (the slides' snippet: padded convolutions, output as large as the input).
+            ``"same"`` (padded convolutions, output as large as the input; the slides' snippet,
+            with ``UpSampling2D``, is ``unet_upsampling``).
         batch_norm: add batch normalisation after each convolution (not in the 2015 paper).
         output_activation: ``"softmax"`` (the paper's pixel-wise soft-max) or ``None`` (logits).
         name: the model's name.
@@ -245,7 +339,7 @@ def unet(
                      name=f"up{level + 1}")
     x = layers.Conv2D(num_classes, 1, name="classifier")(x)
     if padding == "same" and tuple(x.shape[1:3]) != tuple(input_shape[:2]):
-        # The slides' snippet: pad the output back to the input size.
+        # As the slides' snippet does: pad the output back to the input size.
         pad = crop_shape(input_shape[:2], x.shape[1:3])
         x = layers.ZeroPadding2D(pad, name="pad_to_input")(x)
     if output_activation is not None:
