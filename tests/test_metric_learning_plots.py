@@ -29,3 +29,35 @@ def test_embedding_colours_are_the_class_palette():
     ax = plots.plot_embedding(rng.normal(size=(36, 2)), labels)
     got = np.array([c.get_facecolor()[0] for c in ax.collections])
     np.testing.assert_allclose(got, figures.class_colors(12))
+
+
+def test_show_images_titles_are_readable_and_the_figure_fits_the_notebook():
+    titles = [f"stairs {k * 10}°" for k in range(24)]
+    fig = plots.show_images(np.random.default_rng(0).random((24, 32, 32)), titles, ncols=12,
+                            size=1.5, title="views")
+    assert fig.get_figwidth() <= figures.MAX_WIDTH + 1e-6
+    sizes = [t.get_fontsize() for t in fig.axes[0].texts]
+    assert len(sizes) == 24 and min(sizes) >= 8
+
+
+def test_show_matches_and_score_maps():
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 48))
+    points = rng.uniform(0, 30, (5, 2))
+    matches = {"A": (points, points, np.arange(3), np.arange(3), np.array([1, 0, 1]))}
+    fig = plots.show_matches(image, image, matches)
+    assert fig.axes[0].get_title() == "A: 2 correct of 3 mutual matches"
+    assert fig.axes[0].title.get_fontsize() >= 8 and fig.get_dpi() > 60
+    fig = plots.show_score_maps(image, {"trained DET": image}, {"trained DET": points})
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert "detector score" in labels  # the colour bar names what the colour means
+
+
+def test_descriptor_curves_3d_show_the_test_views_in_the_legend():
+    rng = np.random.default_rng(0)
+    ax = plots.plot_descriptor_curves_3d(rng.normal(size=(6, 3)), np.repeat([0, 1], 3),
+                                         np.tile([0, 120, 240], 2), ("a", "b"),
+                                         query_desc=rng.normal(size=(4, 3)),
+                                         query_object=np.array([0, 0, 1, 1]))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "a test views" in labels and "b templates" in labels
