@@ -284,3 +284,27 @@ def test_ablation_detectors_and_pretraining_run():
     final, loss, encode = row.model, row.loss, row.encode
     assert final.output_shape == (None, None, None, 3, 8) and loss.location == "direct"
     assert encode(boxes, np.array([[1]]), 80).shape == (1, 10, 10, 3, 8)
+
+
+# ----------------------------------------------------------------------------- figures
+def test_speed_accuracy_draws_one_labelled_point_per_detector_and_names_the_missing():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bestiary_keras.detection import yolo_plots
+
+    ax = yolo_plots.speed_accuracy({"YOLO": (2.4, 0.6), "YOLOv2": (6.2, 0.92)},
+                                   missing=["R-CNN"], title="t")
+    points = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert [tuple(p.get_xydata()[0]) for p in points] == [(2.4, 0.6), (6.2, 0.92)]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "YOLO: 2.4 ms, 0.60", "YOLOv2: 6.2 ms, 0.92"]
+    assert any("not measured in this run: R-CNN" in t.get_text() for t in ax.texts)
+    assert ax.get_xscale() == "log"
+    with pytest.raises(ValueError, match="points\\['bad'\\]"):
+        yolo_plots.speed_accuracy({"bad": (0.0, 0.5)})
+    with pytest.raises(ValueError, match="points is empty"):
+        yolo_plots.speed_accuracy({})
+    plt.close("all")
