@@ -234,3 +234,57 @@ def test_compile_localiser_trains_one_step():
     assert float(model.optimizer.momentum) == 0.9
     with pytest.raises(ValueError, match="learning_rate"):
         P.compile_localiser(model, learning_rate=0.0)
+
+
+def test_rescore_and_merge_hand_worked():
+    # A 32x32 image with a white square [8, 8, 24, 24] on black. The "classification network"
+    # sees an 8x8 crop and says p(class 0) = fraction of white pixels, p(class 1) = the rest.
+    image = np.zeros((1, 32, 32, 3), np.uint8)
+    image[0, 8:24, 8:24] = 255
+
+    def classify(crops):
+        white = crops[..., 0].mean(axis=(1, 2)) / 255
+        return np.stack([white, 1 - white], axis=1)
+
+    candidates = np.array([[[8, 8, 24, 24],     # A: the square, all white       -> 1.0
+                            [0, 0, 16, 16],     # B: a quarter of it             -> 64/256 = 0.25
+                            [12, 8, 28, 24]]],  # C: shifted 4 px, 12/16 white   -> 0.75
+                          np.float32)
+    crops = P.crop_boxes(image, candidates, 8)
+    assert crops.shape == (1, 3, 8, 8, 3)
+    boxes, best_score, scores = P.rescore_and_merge(classify, image, candidates, [0], window=8)
+    np.testing.assert_allclose(scores, [[1.0, 0.25, 0.75]], atol=1e-6)
+    assert best_score[0] == pytest.approx(1.0)
+    # A is best; IoU(A, C) = 192 / 320 = 0.6 >= 0.5, IoU(A, B) = 64 / 448 < 0.5: merged =
+    # (1.0 * A + 0.75 * C) / 1.75 = [(8 + 9) / 1.75, 8, (24 + 21) / 1.75, 24]
+    np.testing.assert_allclose(boxes, [[17 / 1.75, 8, 45 / 1.75, 24]], atol=1e-5)
+    # for class 1 the scores are 0, 0.75, 0.25: B wins alone (IoU with A and C < 0.5)
+    boxes1, best1, _ = P.rescore_and_merge(classify, image, candidates, [1], window=8)
+    np.testing.assert_allclose(boxes1, [[0, 0, 16, 16]], atol=1e-5)
+    assert best1[0] == pytest.approx(0.75)
+    # context 2: B's crop is the square [-8, -8, 24, 24] clipped to [0, 0, 24, 24]: 256/576 white
+    _, _, wide = P.rescore_and_merge(classify, image, candidates[:, 1:2], [0], window=8,
+                                     context=2.0)
+    np.testing.assert_allclose(wide, [[256 / 576]], atol=1e-6)
+    with pytest.raises(ValueError, match="context"):
+        P.crop_boxes(image, candidates, 8, context=0.0)
+
+
+def test_rescoring_with_the_dense_posteriors_reproduces_dense_predict():
+    keras.utils.set_random_seed(0)
+    model = _small("A")
+    kernel, _ = model.get_layer("boxes").get_weights()  # every location's box: its own window
+    model.get_layer("boxes").set_weights([np.zeros_like(kernel),
+                                          np.array([0, 0, 1, 0.8] * 3, np.float32)])
+    fcn = P.fully_convolutional(model)
+    images = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
+    out = P.dense_predict(fcn, images, window=64, scales=(64, 96), flip=True)
+    assert out.candidates.shape == (3, 2 + 8, 4) and out.candidate_scores.shape == (3, 10)
+    merged, _ = P._merge(out.candidates, out.candidate_scores, 0.5)
+    np.testing.assert_allclose(np.clip(merged, 0, 64), out.boxes, atol=1e-4)
+    # a classifier that returns the dense posteriors again changes nothing
+    lookup = iter(out.candidate_scores.reshape(-1))
+    boxes, _, _ = P.rescore_and_merge(
+        lambda crops: np.stack([[next(lookup)] * 3 for _ in range(len(crops))]), images,
+        out.candidates, out.labels, window=64)
+    np.testing.assert_allclose(boxes, out.boxes, atol=1e-4)

@@ -6,6 +6,8 @@
   classification + per-class box model (``vgg.vgg(..., box_head=True)``).
 - ``fully_convolutional`` turns the FC layers into convolutions (the paper's dense testing);
   ``dense_predict`` applies the result over several scales and flips and merges the boxes.
+- ``rescore_and_merge``: the localisation's last step, every candidate box rescored by a
+  classification network on the box's crop, then merged.
 - ``localisation_errors``: top-1 and localisation errors (the ILSVRC rule).
 """
 
@@ -28,6 +30,8 @@ __all__ = [
     "fully_convolutional",
     "localisation_errors",
     "localisation_targets",
+    "crop_boxes",
+    "rescore_and_merge",
     "transfer_weights",
 ]
 
@@ -211,6 +215,10 @@ class DensePrediction:
         boxes: ``(N, 4)`` merged xyxy box of the predicted class, in input-image pixels.
         box_scores: ``(N,)`` the classifier's score of the predicted class (``scores[labels]``).
         score_maps: ``{scale: (N, rows, cols, C)}`` the posterior maps (unflipped pass).
+        candidates: ``(N, L, 4)`` every location's box for the predicted class (all scales
+            and flips), in input-image pixels (not clipped): the input of ``rescore_and_merge``.
+        candidate_scores: ``(N, L)`` each location's posterior for the predicted class (the
+            weights of the merge above).
     """
 
     labels: np.ndarray
@@ -218,6 +226,8 @@ class DensePrediction:
     boxes: np.ndarray
     box_scores: np.ndarray
     score_maps: dict
+    candidates: np.ndarray | None = None
+    candidate_scores: np.ndarray | None = None
 
 
 def _resize(images, size: int) -> np.ndarray:
@@ -311,7 +321,113 @@ def dense_predict(fcn: keras.Model, images, *, window: int, scales=(64,), flip: 
     merged = (w[..., None] * cand).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12)[:, None]
     merged = geometry.clip_boxes(merged, size)
     return DensePrediction(labels=labels, scores=scores, boxes=merged,
-                           box_scores=scores[index, labels], score_maps=score_maps)
+                           box_scores=scores[index, labels], score_maps=score_maps,
+                           candidates=cand, candidate_scores=weight)
+
+
+def _merge(candidates, weights, merge_iou):
+    """The greedy merge: the best-weighted box averaged with the boxes overlapping it by IoU >=
+    ``merge_iou``, weighted by their weights. ``(N, L, 4)``, ``(N, L)`` -> ``(N, 4)``, index."""
+    index = np.arange(len(candidates))
+    top = weights.argmax(axis=1)
+    best = candidates[index, top]
+    overlap = geometry.elementwise_iou(candidates, best[:, None, :]) >= merge_iou
+    w = weights * overlap
+    w[index, top] = np.maximum(w[index, top], 1e-12)  # the best box counts even at weight 0
+    merged = (w[..., None] * candidates).sum(axis=1) / w.sum(axis=1)[:, None]
+    return merged, top
+
+
+def crop_boxes(images, boxes, size: int, *, context: float = 1.0):
+    """Every box of every image cut out and resized to ``size x size`` (R-CNN's "warp").
+
+    Args:
+        images: ``(N, H, W, C)``.
+        boxes: ``(N, K, 4)`` xyxy pixel boxes.
+        size: side of the output crops (the classifier's input size).
+        context: the crop is the square of side ``context`` times the box's longer side,
+            centred on the box (``1.0`` with a square box: the box itself); it is clipped by the
+            image and then resized, so near the border its aspect ratio changes. With
+            ``context < 0`` (not allowed) nothing would be seen.
+
+    Returns:
+        ``(N, K, size, size, C)`` float32 crops in the images' value range.
+    """
+    import cv2
+
+    images = np.asarray(images)
+    boxes = np.asarray(boxes, np.float32)
+    if boxes.ndim != 3 or boxes.shape[:1] != images.shape[:1] or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must be (N, K, 4) with N = {len(images)}, got {boxes.shape}.")
+    if context <= 0:
+        raise ValueError(f"context={context!r} must be > 0 (1.0 crops the box itself).")
+    height, width = images.shape[1:3]
+    cx, cy = (boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2
+    if context == 1.0:
+        half_w = (boxes[..., 2] - boxes[..., 0]) / 2
+        half_h = (boxes[..., 3] - boxes[..., 1]) / 2
+    else:
+        half_w = half_h = context * np.maximum(boxes[..., 2] - boxes[..., 0],
+                                               boxes[..., 3] - boxes[..., 1]) / 2
+    x0 = np.clip(np.floor(cx - half_w + 1e-4), 0, width - 1).astype(int)
+    y0 = np.clip(np.floor(cy - half_h + 1e-4), 0, height - 1).astype(int)
+    x1 = np.maximum(np.clip(np.ceil(cx + half_w - 1e-4), 0, width).astype(int), x0 + 1)
+    y1 = np.maximum(np.clip(np.ceil(cy + half_h - 1e-4), 0, height).astype(int), y0 + 1)
+    out = np.empty(boxes.shape[:2] + (size, size, images.shape[-1]), np.float32)
+    for n in range(len(images)):
+        image = images[n].astype(np.float32)
+        for k in range(boxes.shape[1]):
+            patch = image[y0[n, k]:y1[n, k], x0[n, k]:x1[n, k]]
+            shrink = patch.shape[0] >= size and patch.shape[1] >= size
+            resized = cv2.resize(patch, (size, size),
+                                 interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            out[n, k] = resized.reshape(size, size, -1)
+    return out
+
+
+def rescore_and_merge(classify, images, candidates, labels, *, window: int, context: float = 1.0,
+                      merge_iou: float = 0.5, batch_size: int = 256):
+    """The localisation's last step: candidate boxes rescored by a classification network.
+
+    The slide's localisation pipeline (VGG's Sec. A.1, after OverFeat): the localisation net
+    predicts boxes densely, then the boxes are rated by the class scores of a classification
+    network. Here every candidate box (e.g. ``DensePrediction.candidates``) is cut out
+    (``crop_boxes`` with ``context``), resized to the classifier's ``window`` and classified;
+    its new score is the classifier's posterior for the image's predicted class ``labels``.
+    The boxes are then merged as in ``dense_predict``, with the new scores as weights: the
+    best-rescored box averaged with every box that overlaps it by IoU >= ``merge_iou``.
+
+    Args:
+        classify: ``classify(crops) -> (M, C)`` class posteriors for ``(M, window, window, 3)``
+            float crops in the images' value range (it preprocesses them itself).
+        images: ``(N, H, W, 3)`` images.
+        candidates: ``(N, L, 4)`` xyxy pixel boxes.
+        labels: ``(N,)`` the predicted class of each image (the class whose box is scored).
+        window: the classifier's input side.
+
+    Returns:
+        ``(boxes, box_scores, scores)``: ``(N, 4)`` merged boxes, ``(N,)`` the best box's new
+        score, ``(N, L)`` the new score of every candidate.
+    """
+    images = np.asarray(images)
+    candidates = np.asarray(candidates, np.float32)
+    labels = np.asarray(labels).reshape(-1)
+    if candidates.ndim != 3 or len(candidates) != len(images) or len(labels) != len(images):
+        raise ValueError(f"candidates {candidates.shape} and labels {labels.shape} must be "
+                         f"(N, L, 4) and (N,) with N = {len(images)} images.")
+    n, num = candidates.shape[:2]
+    scores = np.empty((n, num), np.float32)
+    per_chunk = max(1, batch_size // num)
+    for start in range(0, n, per_chunk):
+        crops = crop_boxes(images[start:start + per_chunk], candidates[start:start + per_chunk],
+                           window, context=context)
+        probs = np.asarray(classify(crops.reshape((-1,) + crops.shape[2:])))
+        probs = probs.reshape(len(crops), num, -1)
+        scores[start:start + per_chunk] = np.take_along_axis(
+            probs, labels[start:start + per_chunk, None, None], axis=2)[..., 0]
+    merged, top = _merge(candidates, scores.astype(np.float64), merge_iou)
+    merged = geometry.clip_boxes(merged.astype(np.float32), images.shape[1:3])
+    return merged, scores[np.arange(n), top], scores
 
 
 def localisation_errors(pred_labels, pred_boxes, true_labels, true_boxes,
