@@ -200,6 +200,36 @@ def _identity_check(build, channels, rng):
     return model
 
 
+def test_single_layer_block_is_one_conv_plus_its_input():
+    inputs = keras.Input((6, 6, 4))
+    model = keras.Model(inputs, blocks.single_layer_block(inputs, 4, name="one"))
+    convs = [l for l in model.layers if isinstance(l, layers.Conv2D)]
+    assert [c.name for c in convs] == ["one_1_conv"]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 6, 6, 4)).astype("float32")
+    # inference mode with fresh BN statistics: BN(z) = z / sqrt(1 + eps)
+    conv_out = keras.ops.convert_to_numpy(convs[0](x))
+    expected = np.maximum(conv_out / np.sqrt(1.0 + blocks.BN_EPSILON) + x, 0.0)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="name"):
+        blocks.single_layer_block(inputs, 4)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_one_layer_skip_net_has_the_same_layers_and_twice_the_additions(n):
+    two = rn.cifar_resnet(n, residual=True)
+    one = rn.cifar_resnet(n, residual=True, skip_span=1)
+    assert one.name == f"resnet1skip{6 * n + 2}"
+    assert experiments.weighted_depth(one) == 6 * n + 2
+    assert one.count_params() == two.count_params()
+    adds = lambda m: sum(isinstance(l, layers.Add) for l in m.layers)
+    assert adds(one) == 2 * adds(two) == 6 * n
+    plain_one = rn.cifar_resnet(n, residual=False, skip_span=1)
+    assert plain_one.count_params() == two.count_params() and adds(plain_one) == 0
+    with pytest.raises(ValueError, match="skip_span"):
+        rn.cifar_resnet(n, skip_span=3)
+
+
 @pytest.mark.parametrize("block", ["simple", "basic", "bottleneck"])
 def test_zero_init_residual_block_is_the_identity(block):
     rng = np.random.default_rng(0)
@@ -249,14 +279,29 @@ def test_train_for_steps_gives_identical_runs_for_identical_models():
     y = rng.integers(0, 3, size=32)
     a = experiments.train_for_steps(_tiny_model(0), x, y, steps=6, batch_size=8, seed=0)
     b = experiments.train_for_steps(_tiny_model(0), x, y, steps=6, batch_size=8, seed=0)
-    assert a.shape == (6,)
-    np.testing.assert_allclose(a, b, rtol=1e-5)
+    assert len(a.history["loss"]) == 6
+    np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-5)
     # The first loss is the untrained model's loss on the first batch.
     model = _tiny_model(0)
     first = step_indices(32, 8, 1, seed=0)[0]
     expected = model.evaluate(x[first], y[first], verbose=0)
     # (BN in training mode during the step vs inference mode here: equal only to a tolerance.)
-    assert abs(a[0] - expected) < 0.5
+    assert abs(a.history["loss"][0] - expected) < 0.5
+
+
+def test_train_for_steps_records_each_batch_not_running_means():
+    # Plain SGD with a zero learning rate and no BN: nothing changes, so each recorded loss
+    # must be the loss of that step's own batch (a running mean would blend them).
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(24, 4)).astype("float32")
+    y = rng.integers(0, 3, size=24)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
+    history = experiments.train_for_steps(model, x, y, steps=5, batch_size=8, seed=3)
+    order = step_indices(24, 8, 5, seed=3)
+    expected = [model.evaluate(x[i], y[i], verbose=0) for i in order]
+    np.testing.assert_allclose(history.history["loss"], expected, rtol=1e-4)
 
 
 def test_gradient_norms_by_layer():

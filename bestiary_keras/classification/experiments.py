@@ -4,21 +4,24 @@ initialisation, and the fixed-budget training loop of the plain-vs-residual comp
 - ``weighted_depth`` / ``count_weighted_layers``: depth as the slides count it.
 - ``conv_kernel_gradient_norms``: the gradient norm of every convolution kernel on one batch.
 - ``train_for_steps``: exactly ``steps`` steps on batches fixed by the seed
-  (``batching.step_indices``), identical for every net of the comparison.
+  (``batching.step_indices``), identical for every net of the comparison, recorded per batch
+  (``training.StepHistory(per_batch=True)``).
 """
 
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import layers
 
-from bestiary_keras.batching import step_indices
-from bestiary_keras.training import build_optimizer
+from bestiary_keras.batching import GatheredBatches, step_indices
+from bestiary_keras.training import StepHistory, build_optimizer
 
 __all__ = [
-    "conv_kernel_gradient_norms", "count_weighted_layers", "train_for_steps", "weighted_depth",
     "WEIGHTED_LAYER_TYPES",
+    "conv_kernel_gradient_norms",
+    "count_weighted_layers",
+    "train_for_steps",
+    "weighted_depth",
 ]
 
 WEIGHTED_LAYER_TYPES = (
@@ -117,11 +120,14 @@ def conv_kernel_gradient_norms(model, images, labels, *, from_logits=False):
     }
 
 
-def train_for_steps(model, images, labels, *, steps, batch_size, seed=0, progress=None):
+def train_for_steps(model, images, labels, *, steps, batch_size, seed=0, verbose=0):
     """Trains a compiled model for exactly ``steps`` steps on batches fixed by ``seed``.
 
-    Every model trained with the same arguments sees the same batches in the same order,
-    so the comparison of plain and residual nets differs only by the shortcuts.
+    Every model trained with the same arguments sees the same batches in the same order
+    (``batching.step_indices``, gathered on the fly by ``batching.GatheredBatches``), so the
+    comparison of plain and residual nets differs only by the shortcuts. One ``fit`` call of
+    one epoch of ``steps`` batches; ``training.StepHistory(per_batch=True)`` records each
+    batch's own loss and accuracy (not Keras' running means).
 
     Args:
         model: a compiled ``keras.Model``.
@@ -130,18 +136,16 @@ def train_for_steps(model, images, labels, *, steps, batch_size, seed=0, progres
         steps: number of optimisation steps.
         batch_size: examples per step.
         seed: seed of the batch order (see ``batching.step_indices``).
-        progress: optional callable ``progress(step, loss)`` called after every step.
+        verbose: passed to ``fit`` (e.g. ``runtime.fit_verbose()`` for a progress bar).
 
     Returns:
-        NumPy array of the training loss of each step (of the batch, before the update's
-        effect: the loss that step's gradient was computed from).
+        The ``training.StepHistory``: ``history["loss"]`` has one value per step, the loss of
+        that step's batch before its update (the loss the step's gradient was computed from).
     """
     build_optimizer(model)  # optimizer variables now, not while tracing the first step
     order = step_indices(len(images), batch_size, steps, seed)
-    losses = np.empty(steps, dtype=np.float64)
-    for step, idx in enumerate(order):
-        logs = model.train_on_batch(images[idx], labels[idx], return_dict=True)
-        losses[step] = logs["loss"]
-        if progress is not None:
-            progress(step, losses[step])
-    return losses
+    batches = GatheredBatches(images, labels, batch_size=batch_size, order=order)
+    history = StepHistory(per_batch=True)
+    model.fit(batches.dataset(), epochs=1, steps_per_epoch=int(steps), shuffle=False,
+              callbacks=[history], verbose=verbose)
+    return history

@@ -29,8 +29,14 @@ from bestiary_keras.classification.resnet_blocks import (
 )
 
 __all__ = [
-    "cifar_resnet", "RESNET_CONFIGS", "resnet", "resnet101", "resnet152", "resnet18", "resnet34",
+    "RESNET_CONFIGS",
+    "cifar_resnet",
+    "resnet",
+    "resnet18",
+    "resnet34",
     "resnet50",
+    "resnet101",
+    "resnet152",
 ]
 
 RESNET_CONFIGS = {
@@ -97,7 +103,8 @@ def resnet(
         use_bias: biases in the convolutions.
         pooling: without the top: ``None``, ``"avg"`` or ``"max"``.
         classifier_activation: activation of the top layer (``None`` for logits).
-        zero_init_residual: zero gamma in the last BN of every residual branch.
+        zero_init_residual: zero gamma in the last BN of every residual branch (two-layer
+            blocks only).
         bn_momentum: momentum of the BN moving statistics (0.99 as in Keras).
         kernel_initializer: initialiser of the convolution and top-layer kernels (Keras default
             ``"glorot_uniform"``; ``"zeros"`` builds large nets fast when only counting).
@@ -191,6 +198,7 @@ def cifar_resnet(
     input_shape=(32, 32, 3),
     num_classes=10,
     shortcut="zero_pad",
+    skip_span=2,
     use_bias=False,
     classifier_activation="softmax",
     zero_init_residual=False,
@@ -215,9 +223,14 @@ def cifar_resnet(
         num_classes: number of classes.
         shortcut: ``"zero_pad"`` (option A, parameter-free) or ``"projection"`` (option B)
             where the shape changes.
+        skip_span: convolutions spanned by each shortcut: 2 (the paper's basic block) or 1
+            (``single_layer_block``: ``y = ReLU(BN(W * x) + x)``, the one-layer residual that
+            the paper's section 3.1 found no better than a linear layer). Same layers and
+            parameters either way; only where the additions sit changes.
         use_bias: biases in the convolutions (redundant before BN; ``False``).
         classifier_activation: activation of the top layer (``None`` for logits).
-        zero_init_residual: zero gamma in the last BN of every residual branch.
+        zero_init_residual: zero gamma in the last BN of every residual branch (two-layer
+            blocks only).
         bn_momentum: momentum of the BN moving statistics: 0.9 (Torch's 0.1, as in the
             paper's code) so that the statistics used at test time catch up within a short run.
         name: model name (default ``"resnet{6n+2}"`` or ``"plain{6n+2}"``).
@@ -231,6 +244,8 @@ def cifar_resnet(
         raise ValueError(f"filters needs one value per stage (3); got filters={filters!r}.")
     if shortcut not in ("zero_pad", "projection"):
         raise ValueError(f"shortcut must be 'zero_pad' or 'projection'; got {shortcut!r}.")
+    if skip_span not in (1, 2):
+        raise ValueError(f"skip_span must be 1 or 2 (convolutions per shortcut); got {skip_span!r}.")
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(filters[0], 3, padding="same", use_bias=use_bias, name="conv1_conv")(inputs)
     x = layers.BatchNormalization(
@@ -241,8 +256,8 @@ def cifar_resnet(
         x = stack_residual_blocks(
             x,
             stage_filters,
-            int(n),
-            "basic",
+            int(n) * (3 - skip_span),  # 2n one-layer blocks or n two-layer blocks
+            "basic" if skip_span == 2 else "single",
             stride1=1 if stage == 0 else 2,
             residual=residual,
             shortcut=shortcut,
@@ -253,4 +268,5 @@ def cifar_resnet(
         )
     x = _classifier_head(x, True, None, num_classes, classifier_activation)
     depth = 6 * int(n) + 2
-    return keras.Model(inputs, x, name=name or f"{'resnet' if residual else 'plain'}{depth}")
+    kind = ("resnet" if skip_span == 2 else "resnet1skip") if residual else "plain"
+    return keras.Model(inputs, x, name=name or f"{kind}{depth}")

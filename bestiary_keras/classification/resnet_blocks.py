@@ -8,6 +8,8 @@
 - ``basic_block_v1`` (two 3x3 convolutions; ResNet-18/34 and the CIFAR nets) and
   ``residual_block_v1`` (the 1x1-3x3-1x1 bottleneck of ResNet-50/101/152, Keras' v1 layout:
   the stride sits on the first 1x1 convolution, convolutions have biases, BN epsilon 1.001e-5).
+- ``single_layer_block``: a shortcut over ONE convolution, ``y = ReLU(BN(W * x) + x)``, the
+  variant the paper (section 3.1) dismisses as nearly linear, for notebook 02's comparison.
 - ``stack_residual_blocks``: one stage ("conv2_x" ... "conv5_x" in the paper's table 1).
 - ``ZeroPadShortcut``: the parameter-free shortcut "option A" (a registered layer).
 """
@@ -18,15 +20,22 @@ import keras
 from keras import layers
 
 __all__ = [
-    "basic_block_v1", "BLOCK_EXPANSION", "BN_EPSILON", "channel_axis", "residual_block_v1",
+    "BLOCK_EXPANSION",
+    "BN_EPSILON",
     "SHORTCUTS",
-    "simple_resnet_block", "stack_residual_blocks", "ZeroPadShortcut",
+    "ZeroPadShortcut",
+    "basic_block_v1",
+    "channel_axis",
+    "residual_block_v1",
+    "simple_resnet_block",
+    "single_layer_block",
+    "stack_residual_blocks",
 ]
 
 BN_EPSILON = 1.001e-5
 """The batch-normalisation epsilon of ``keras.applications`` ResNets (kept for equal weights)."""
 
-BLOCK_EXPANSION = {"basic": 1, "bottleneck": 4}
+BLOCK_EXPANSION = {"single": 1, "basic": 1, "bottleneck": 4}
 """Output channels of a block divided by its ``filters`` argument."""
 
 SHORTCUTS = ("auto", "identity", "projection", "zero_pad")
@@ -258,6 +267,30 @@ def basic_block_v1(
     return layers.Activation("relu", name=f"{name}_out")(x)
 
 
+def single_layer_block(
+    x, filters, stride=1, shortcut="auto", *, residual=True, use_bias=True, bn_momentum=0.99,
+    kernel_initializer="glorot_uniform", name=None,
+):
+    """A shortcut over a single convolution: ``x -> conv3x3(stride) -> BN -> (+ x) -> ReLU``.
+
+    The paper (section 3.1): "if F has only a single layer, Eq. (1) is similar to a linear
+    layer: y = W1 x + x, for which we have not observed advantages". Before the ReLU the block
+    computes ``(W + I) x`` (up to BN), a re-parametrised single convolution, not a residual
+    function of two layers with a non-linearity inside. Arguments as in ``basic_block_v1``;
+    ``residual=False`` gives conv-BN-ReLU.
+    """
+    _check_name(name, "single_layer_block")
+    if residual:
+        short = _shortcut(
+            x, filters, stride, shortcut, use_bias, name, bn_momentum, kernel_initializer
+        )
+    x = _conv3x3(x, filters, stride, use_bias, f"{name}_1", kernel_initializer)
+    x = _batch_norm(x, bn_momentum, f"{name}_1_bn")
+    if residual:
+        x = layers.Add(name=f"{name}_add")([short, x])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+
+
 def residual_block_v1(
     x,
     filters,
@@ -340,10 +373,11 @@ def stack_residual_blocks(
         x: input tensor.
         filters: ``filters`` of every block of the stage.
         blocks: number of blocks (at least 1).
-        block: ``"basic"`` (``basic_block_v1``) or ``"bottleneck"`` (``residual_block_v1``).
+        block: ``"basic"`` (``basic_block_v1``), ``"bottleneck"`` (``residual_block_v1``) or
+            ``"single"`` (``single_layer_block``: one convolution per shortcut).
         stride1: stride of the first block (1 for the first stage after max pooling).
         residual: ``False`` builds plain blocks (basic blocks only).
-        shortcut: shortcut of the first block for basic blocks (see ``basic_block_v1``);
+        shortcut: shortcut of the first block for basic and single blocks (see ``basic_block_v1``);
             the other blocks keep the shape and use the identity. Bottleneck stages use a
             projection first, as in Keras.
         use_bias: biases in the convolutions.
@@ -362,10 +396,16 @@ def stack_residual_blocks(
     if int(blocks) < 1:
         raise ValueError(f"A stage needs blocks >= 1; got blocks={blocks} (stage {name!r}).")
     if block == "bottleneck" and not residual:
-        raise ValueError("Plain (residual=False) stages are built from basic blocks only.")
+        raise ValueError("Plain (residual=False) stages are built from basic or single blocks only.")
     for i in range(1, int(blocks) + 1):
         stride = stride1 if i == 1 else 1
-        if block == "basic":
+        if block == "single":
+            x = single_layer_block(
+                x, filters, stride, shortcut if i == 1 else "auto", residual=residual,
+                use_bias=use_bias, bn_momentum=bn_momentum,
+                kernel_initializer=kernel_initializer, name=f"{name}_block{i}",
+            )
+        elif block == "basic":
             x = basic_block_v1(
                 x,
                 filters,
