@@ -123,3 +123,30 @@ def test_region_dataset_keeps_the_foreground_share():
     assert regions.shape == (8, 16, 16, 3) and labels.shape == (8,)
     assert int((labels.numpy() > 0).sum()) == 2  # 2 foreground + 6 background per batch
     assert ds.options().autotune.enabled is False
+
+
+def test_show_detections_draws_ground_truth_and_detections_with_a_legend():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bestiary_keras import figures
+    from bestiary_keras.detection import plots
+
+    images = np.zeros((2, 64, 64, 3), np.uint8)
+    gt_boxes = np.array([[[4, 4, 20, 20], [0, 0, 0, 0]], [[30, 30, 50, 50], [8, 8, 16, 16]]], np.float32)
+    gt_labels = np.array([[0, -1], [1, 2]])
+    detections = [(np.array([[5, 5, 21, 21], [40, 40, 60, 60]], np.float32), np.array([1.3, 0.2]),
+                   np.array([0, 1])), (np.zeros((0, 4), np.float32), np.zeros(0), np.zeros(0, int))]
+    fig = plots.show_detections(images, gt_boxes, gt_labels, detections, ["a", "b", "c"],
+                                score_name="SVM margin")
+    edges = [[p.get_edgecolor() for p in ax.patches] for ax in fig.axes[:2]]
+    gt, pred = matplotlib.colors.to_rgba(figures.GT_COLOR), matplotlib.colors.to_rgba(figures.PRED_COLOR)
+    assert edges[0].count(pred) == 1 and edges[0].count(gt) == 1  # the 0.2 margin is not drawn
+    assert edges[1].count(pred) == 0 and edges[1].count(gt) == 2
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts == ["ground truth", "detection: class and SVM margin (>= 0.5)"]
+    with pytest.raises(ValueError, match="same length"):
+        plots.show_detections(images, gt_boxes, gt_labels, detections[:1], ["a", "b", "c"])
+    plt.close("all")

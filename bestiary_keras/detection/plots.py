@@ -3,6 +3,8 @@ are in ``bestiary_keras.figures``).
 
 - ``show_grid``: one image with YOLO's ``S x S`` grid, the cells responsible for the objects, or
   every cell coloured by its most likely class (the YOLO paper's Fig. 2, notebook 06).
+- ``show_detections``: detections and the ground truth in the same panels, with a legend that
+  names the score (notebooks 03-05).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import numpy as np
 
 from bestiary_keras import figures, geometry
 
-__all__ = ["show_grid"]
+__all__ = ["show_detections", "show_grid"]
 
 
 def show_grid(image, grid_size: int, *, boxes=None, labels=None, class_names=None,
@@ -68,3 +70,43 @@ def show_grid(image, grid_size: int, *, boxes=None, labels=None, class_names=Non
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def show_detections(images, gt_boxes, gt_labels, detections, class_names, *, min_score=0.5,
+                    score_name: str = "score", title: str | None = None, ncols: int = 8):
+    """Detections next to the ground truth, in the same panels (notebooks 03-05).
+
+    The ground-truth boxes are drawn thin in ``figures.GT_COLOR`` without captions, the
+    detections scoring at least ``min_score`` in ``figures.PRED_COLOR`` with their class and
+    score; a legend below the grid says which is which and what the number is (``score_name``,
+    e.g. ``"SVM margin"`` for R-CNN's uncalibrated SVM outputs).
+
+    Args:
+        images: (N, H, W, 3); gt_boxes: (N, M, 4); gt_labels: (N, M) (-1 = padding).
+        detections: per image ``(boxes, scores, classes)``.
+        class_names: names of the classes.
+        min_score: detections below it are not drawn.
+
+    Returns:
+        The matplotlib figure.
+    """
+    from matplotlib.lines import Line2D
+
+    from bestiary_keras.detection import evaluation
+
+    if len(images) != len(detections):
+        raise ValueError(f"images and detections must have the same length, got {len(images)} "
+                         f"and {len(detections)}.")
+    boxes, labels, scores = evaluation.pad_detections(detections, min_score=min_score)
+    fig = figures.show_scenes(images, boxes, labels, class_names, scores=scores,
+                              color=figures.PRED_COLOR, title=title, ncols=ncols)
+    gt_boxes = np.asarray(gt_boxes, np.float32).reshape(len(images), -1, 4)
+    gt_labels = np.asarray(gt_labels).reshape(len(images), -1)
+    for ax, b, lab in zip(fig.axes, gt_boxes, gt_labels):
+        figures.draw_boxes(ax, b[lab >= 0], color=figures.GT_COLOR, linewidth=0.8)
+    handles = [Line2D([], [], color=figures.GT_COLOR, linewidth=1.5, label="ground truth"),
+               Line2D([], [], color=figures.PRED_COLOR, linewidth=1.5,
+                      label=f"detection: class and {score_name} (>= {min_score:g})")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=figures.FONT_SIZE,
+               frameon=False)
+    return fig
