@@ -389,8 +389,9 @@ class LiftCost(keras.losses.Loss):
 
     ``y_true`` is unused unless ``mine_negatives``; then it holds the scene-point id of each
     quadruplet, and the negative of row ``i`` is the closer of ``d3_i`` and the hardest
-    in-batch ``d2_j`` of another point (Simo-Serra et al.'s mining, which LIFT's DESC uses
-    too; see ``losses.hardest_negative_contrastive_loss``).
+    in-batch ``d2_j`` of another point (HardNet-style mining, as in
+    ``losses.hardest_negative_contrastive_loss``; LIFT's paper uses Simo-Serra et al.'s, for
+    which see ``losses.mined_contrastive_loss``).
 
     Args:
         descriptor_dim: ``D``.
