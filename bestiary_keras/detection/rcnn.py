@@ -252,15 +252,18 @@ class RCNN:
         if self._predict is None:
             self._predict = tf.function(lambda x: self.cnn(x, training=False),
                                         reduce_retracing=True)
-        outputs = [[], [], []]
+        if len(boxes) == 0:
+            return tuple(np.zeros((0, o.shape[-1]), np.float32) for o in self.cnn.outputs)
+        outputs = None  # filled in place: no second copy of pool5 for a concatenation
         for start in range(0, len(boxes), batch_size):
             sl = slice(start, start + batch_size)
             warped = warp_regions(images, boxes[sl], image_index[sl], self.size, self.context)
-            for out, value in zip(outputs, self._predict(warped)):
-                out.append(np.asarray(value))
-        if not outputs[0]:
-            return tuple(np.zeros((0, o.shape[-1]), np.float32) for o in self.cnn.outputs)
-        return tuple(np.concatenate(out) for out in outputs)
+            values = [np.asarray(v) for v in self._predict(warped)]
+            if outputs is None:
+                outputs = tuple(np.empty((len(boxes),) + v.shape[1:], v.dtype) for v in values)
+            for out, value in zip(outputs, values):
+                out[sl] = value
+        return outputs
 
     def features(self, images, image_index, boxes, batch_size: int = 512):
         """fc7 and pool5 features of the warped regions: ``(R, F7)``, ``(R, F5)``."""
