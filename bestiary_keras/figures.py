@@ -400,7 +400,8 @@ def moving_average(values, width: int) -> np.ndarray:
 
 
 def plot_curves(histories: dict, metric: str = "loss", *, ax=None, title: str | None = None,
-                xlabel: str = "step", logy: bool = False, smooth: int = 1):
+                xlabel: str = "step", logy: bool = False, smooth: int = 1,
+                colors: dict | None = None):
     """Plots one metric of several runs on one axis: ``{"label": history_or_dict, ...}``.
 
     The values are drawn as recorded, one per step (record them with
@@ -412,6 +413,8 @@ def plot_curves(histories: dict, metric: str = "loss", *, ax=None, title: str | 
         histories: run label to ``History``, ``StepHistory`` or ``{metric: [values]}``.
         metric: the key to plot (e.g. ``"loss"``, ``"val_accuracy"``).
         smooth: width of the moving average (1 = raw values only).
+        colors: optional run label to matplotlib colour, so that one run keeps its colour across
+            several axes (runs not named get the axis' next colour).
 
     Returns:
         The matplotlib axis.
@@ -425,6 +428,7 @@ def plot_curves(histories: dict, metric: str = "loss", *, ax=None, title: str | 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     faint = False
+    colors = colors or {}
     for label, history in histories.items():
         values = history_dict(history)
         if metric not in values:
@@ -433,13 +437,13 @@ def plot_curves(histories: dict, metric: str = "loss", *, ax=None, title: str | 
         steps = np.arange(1, len(y) + 1)
         if smooth > 1 and len(y) >= smooth:
             # one run: its raw line is named; several: one grey legend entry names them all
-            (raw,) = ax.plot(steps, y, linewidth=0.6, alpha=0.3,
+            (raw,) = ax.plot(steps, y, linewidth=0.6, alpha=0.3, color=colors.get(label),
                              label=f"{label} (per batch)" if len(histories) == 1 else None)
             ax.plot(steps[smooth - 1:], moving_average(y, smooth), color=raw.get_color(),
                     linewidth=1.6, label=f"{label} (moving average of {smooth} steps)")
             faint = len(histories) > 1
         else:
-            ax.plot(steps, y, label=label)
+            ax.plot(steps, y, label=label, color=colors.get(label))
     if faint:
         ax.plot([], [], color="grey", linewidth=0.6, alpha=0.5, label="per batch (faint lines)")
     ax.set_xlabel(xlabel, fontsize=FONT_SIZE + 1)

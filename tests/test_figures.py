@@ -254,3 +254,17 @@ def test_plot_curves_per_batch_and_labelled_average():
         plot_curves({"a": {"loss": [1.0]}}, "acc")
     with pytest.raises(ValueError, match="smooth"):
         plot_curves({"a": {"loss": [1.0]}}, smooth=0)
+
+
+def test_plot_curves_keeps_a_run_colour_across_axes():
+    import matplotlib.colors as mcolors
+    colors = {"plain": "tab:red", "resnet": "tab:green"}
+    first = plot_curves({"plain": {"loss": [3.0, 2.0, 1.0]}, "resnet": {"loss": [2.0, 1.0, 0.5]}},
+                        smooth=2, colors=colors)
+    second = plot_curves({"resnet": {"loss": [2.0, 1.0, 0.5]}}, smooth=2, colors=colors)
+    red, green = mcolors.to_rgba("tab:red"), mcolors.to_rgba("tab:green")
+    assert [mcolors.to_rgba(line.get_color()) for line in first.lines[:4]] == [red, red, green, green]
+    assert [mcolors.to_rgba(line.get_color()) for line in second.lines] == [green, green]
+    # runs not named keep the axis' own colour cycle, without raw values
+    third = plot_curves({"other": {"loss": [1.0, 0.5]}}, colors=colors)
+    assert mcolors.to_rgba(third.lines[0].get_color()) not in (red, green)
