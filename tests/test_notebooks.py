@@ -64,3 +64,14 @@ def test_nothing_is_downloaded(path):
     for pattern in (r"weights\s*=\s*['\"]imagenet['\"]", r"urlretrieve", r"requests\.get",
                     r"download\s*=\s*True", r"!pip", r"!wget", r"!curl"):
         assert not re.search(pattern, code), f"{path.name} may download: {pattern}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_run_is_the_default_profile(path):
+    # what a reader sees is the `default` run (`bestiary run --profile default --write-back`);
+    # CI executes `ci` separately, so a stored `ci` run means the write-back was forgotten
+    nb = nbformat.read(path, as_version=4)
+    shown = "".join(o.get("text", "") for c in _code(nb) for o in c.get("outputs", [])
+                    if o.get("output_type") == "stream")
+    profiles = re.findall(r"Profile: (\w+) \| seed: (\d+)", shown)
+    assert profiles == [("default", "0")], f"{path.name} stores the run {profiles}, not default seed 0"
