@@ -214,6 +214,15 @@ def upsampling_up_block(x, skip, filters, *, name):
     return double_conv(x, filters, padding="same", name=name)
 
 
+def _check_shape_classes_filters(input_shape, num_classes, filters) -> None:
+    """The argument checks that both U-Net builders share (a clear ``ValueError`` each)."""
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
+    check_channels_and_classes(input_shape, num_classes)
+    if int(filters) != filters or filters < 1:
+        raise ValueError(f"filters must be a positive integer, got {filters!r}.")
+
+
 def unet_upsampling(
     input_shape=(572, 572, 1),
     num_classes: int = 2,
@@ -245,11 +254,7 @@ def unet_upsampling(
         A ``keras.Model`` from (batch, H, W, C) to (batch, H, W, num_classes).
     """
     depth = _check_depth(depth)
-    if len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
-    check_channels_and_classes(input_shape, num_classes)
-    if int(filters) != filters or filters < 1:
-        raise ValueError(f"filters must be a positive integer, got {filters!r}.")
+    _check_shape_classes_filters(input_shape, num_classes, filters)
     for axis, size in zip(("height", "width"), input_shape[:2]):
         if size is None or size < 2**depth:
             raise ValueError(f"input {axis} must be a fixed size >= 2**depth = {2**depth} (the "
@@ -306,11 +311,7 @@ def unet(
     depth = _check_depth(depth)
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
-    if len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
-    check_channels_and_classes(input_shape, num_classes)
-    if int(filters) != filters or filters < 1:
-        raise ValueError(f"filters must be a positive integer, got {filters!r}.")
+    _check_shape_classes_filters(input_shape, num_classes, filters)
     for axis, size in zip(("height", "width"), input_shape[:2]):
         if size is None:
             raise ValueError(f"input_shape needs a fixed {axis} (the skip connections are cropped "
