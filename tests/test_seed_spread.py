@@ -72,3 +72,22 @@ def test_failed_seed_is_counted(tmp_path):
     assert row["failures"] == 1 and row["margin"] == pytest.approx(-0.05)
     assert seed_spread.main(["--no-run", "--results", str(tmp_path), "--seeds", "0-1"]) == 1
     assert (tmp_path / "spread-ci.md").exists()
+
+
+def test_suggested_threshold_follows_the_stated_rule():
+    # higher is better: worst 0.60, spread 0.20 -> margin max(0.04, 0.03) = 0.04 -> 0.56
+    row = {"min": 0.60, "max": 0.80, "worst": 0.60, "higher_is_better": True}
+    assert seed_spread.suggested_threshold(row) == pytest.approx(0.56)
+    # a metric that never moved still gets 5% of its value: 1.0 -> 0.95
+    row = {"min": 1.0, "max": 1.0, "worst": 1.0, "higher_is_better": True}
+    assert seed_spread.suggested_threshold(row) == pytest.approx(0.95)
+    # lower is better: worst 0.08, spread 0.05 -> margin 0.01 -> 0.09 (rounded up)
+    row = {"min": 0.03, "max": 0.08, "worst": 0.08, "higher_is_better": False}
+    assert seed_spread.suggested_threshold(row) == pytest.approx(0.09)
+    # rounding goes towards passing less: 0.6139 -> 0.61, never 0.62
+    row = {"min": 0.6462, "max": 0.6462, "worst": 0.6462, "higher_is_better": True}
+    assert seed_spread.suggested_threshold(row) == pytest.approx(0.61)
+    for row in ({"min": 0.1, "max": 0.9, "worst": 0.1, "higher_is_better": True},
+                {"min": 0.01, "max": 0.5, "worst": 0.5, "higher_is_better": False}):
+        threshold = seed_spread.suggested_threshold(row)
+        assert (threshold < row["worst"]) if row["higher_is_better"] else (threshold > row["worst"])

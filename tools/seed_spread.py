@@ -20,7 +20,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["parse_seeds", "collect", "spread_table", "spread_markdown", "main"]
+__all__ = ["parse_seeds", "collect", "spread_table", "suggested_threshold", "spread_markdown",
+           "main"]
+
+#: The rule every asserted ``ci`` threshold follows: below the worst seed by the larger of
+#: ``SPREAD_FRACTION`` of the spread (max - min over the seeds) and ``RELATIVE_FLOOR`` of the
+#: worst value itself (so a metric that did not move at all still gets a margin).
+SPREAD_FRACTION = 0.2
+RELATIVE_FLOOR = 0.05
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -103,6 +110,30 @@ def spread_table(rows: list[dict]) -> list[dict]:
     return table
 
 
+def suggested_threshold(row: dict, fraction: float = SPREAD_FRACTION,
+                        relative_floor: float = RELATIVE_FLOOR) -> float:
+    """The threshold the rule gives for one row of :func:`spread_table`.
+
+    Higher-is-better: ``worst - max(fraction * (max - min), relative_floor * |worst|)``, rounded
+    down to two significant digits; lower-is-better: the same margin added, rounded up. The result
+    is never on the wrong side of the worst seed.
+    """
+    import math
+
+    spread = row["max"] - row["min"]
+    worst = row["worst"]
+    margin = max(fraction * spread, relative_floor * abs(worst))
+    value = worst - margin if row["higher_is_better"] else worst + margin
+    if value == 0:
+        return 0.0
+    digits = 1 - int(math.floor(math.log10(abs(value))))
+    scale = 10.0 ** digits
+    # the 1e-9 keeps float noise (0.6 - 0.04 = 0.5599999...) from costing a whole digit
+    rounded = (math.floor(value * scale + 1e-9) if row["higher_is_better"]
+               else math.ceil(value * scale - 1e-9)) / scale
+    return round(rounded, max(digits, 0))
+
+
 def _fmt(value) -> str:
     if value is None:
         return "-"
@@ -116,8 +147,8 @@ def spread_markdown(table: list[dict], profile: str) -> str:
         f"# Spread over seeds, `{profile}` profile",
         "",
         "| notebook | metric | seeds | min | median | max | threshold | worst - threshold "
-        "| margin / spread | failed seeds | median s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| margin / spread | failed seeds | rule's threshold | median s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table:
         direction = ">=" if row["higher_is_better"] else "<="
@@ -126,10 +157,15 @@ def spread_markdown(table: list[dict], profile: str) -> str:
             f"| {_fmt(row['min'])} | {_fmt(row['median'])} | {_fmt(row['max'])} "
             f"| {direction} {_fmt(row['threshold'])} | {_fmt(row['margin'])} "
             f"| {_fmt(row['margin_over_spread'])} | {row['failures']} "
+            f"| {direction} {_fmt(suggested_threshold(row))} "
             f"| {_fmt(row['median_seconds'])} |")
     lines.append("")
     lines.append("A margin smaller than the spread (margin / spread below 1) is a threshold that "
-                 "an untried seed may cross; a negative margin is a seed that failed.")
+                 "an untried seed may cross; a negative margin is a seed that failed. The rule's "
+                 f"threshold is the worst seed minus the larger of {SPREAD_FRACTION:.0%} of the "
+                 f"spread and {RELATIVE_FLOOR:.0%} of the worst value (rounded to two "
+                 "significant digits, towards passing less); `median s` is the notebook's median "
+                 "wall time over the seeds' runs, which may have shared the machine.")
     return "\n".join(lines) + "\n"
 
 
@@ -140,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0-5", type=parse_seeds)
     parser.add_argument("--results", type=Path, default=Path("results/spread"))
     parser.add_argument("--no-run", action="store_true", help="only tabulate earlier runs")
+    parser.add_argument("--publish", type=Path, default=None,
+                        help="also copy the table to this folder (e.g. docs/spread, committed)")
     args = parser.parse_args(argv)
     args.results.mkdir(parents=True, exist_ok=True)
     if not args.no_run:
@@ -152,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     text = spread_markdown(table, args.profile)
     (args.results / f"spread-{args.profile}.md").write_text(text)
     (args.results / f"spread-{args.profile}.json").write_text(json.dumps(table, indent=1))
+    if args.publish is not None:
+        args.publish.mkdir(parents=True, exist_ok=True)
+        (args.publish / f"spread-{args.profile}.md").write_text(text)
     print(text)
     return 1 if any(row["failures"] for row in table) else 0
 
