@@ -75,15 +75,18 @@ def test_failed_seed_is_counted(tmp_path):
 
 
 def test_suggested_threshold_follows_the_stated_rule():
-    # higher is better: worst 0.60, spread 0.20 -> margin max(0.04, 0.03) = 0.04 -> 0.56
+    # higher is better: worst 0.60, spread 0.20 -> margin max(0.10, 0.03) = 0.10 -> 0.50
     row = {"min": 0.60, "max": 0.80, "worst": 0.60, "higher_is_better": True}
-    assert seed_spread.suggested_threshold(row) == pytest.approx(0.56)
+    assert seed_spread.suggested_threshold(row) == pytest.approx(0.50)
+    # a narrow spread: worst 0.60, spread 0.02 -> margin max(0.01, 0.03) = 0.03 -> 0.57
+    row = {"min": 0.60, "max": 0.62, "worst": 0.60, "higher_is_better": True}
+    assert seed_spread.suggested_threshold(row) == pytest.approx(0.57)
     # a metric that never moved still gets 5% of its value: 1.0 -> 0.95
     row = {"min": 1.0, "max": 1.0, "worst": 1.0, "higher_is_better": True}
     assert seed_spread.suggested_threshold(row) == pytest.approx(0.95)
-    # lower is better: worst 0.08, spread 0.05 -> margin 0.01 -> 0.09 (rounded up)
+    # lower is better: worst 0.08, spread 0.05 -> margin 0.025 -> 0.105 -> 0.11 (rounded up)
     row = {"min": 0.03, "max": 0.08, "worst": 0.08, "higher_is_better": False}
-    assert seed_spread.suggested_threshold(row) == pytest.approx(0.09)
+    assert seed_spread.suggested_threshold(row) == pytest.approx(0.11)
     # rounding goes towards passing less: 0.6139 -> 0.61, never 0.62
     row = {"min": 0.6462, "max": 0.6462, "worst": 0.6462, "higher_is_better": True}
     assert seed_spread.suggested_threshold(row) == pytest.approx(0.61)

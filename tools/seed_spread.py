@@ -26,7 +26,7 @@ __all__ = ["parse_seeds", "collect", "spread_table", "suggested_threshold", "spr
 #: The rule every asserted ``ci`` threshold follows: below the worst seed by the larger of
 #: ``SPREAD_FRACTION`` of the spread (max - min over the seeds) and ``RELATIVE_FLOOR`` of the
 #: worst value itself (so a metric that did not move at all still gets a margin).
-SPREAD_FRACTION = 0.2
+SPREAD_FRACTION = 0.5
 RELATIVE_FLOOR = 0.05
 
 
