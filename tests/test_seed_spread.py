@@ -94,3 +94,20 @@ def test_suggested_threshold_follows_the_stated_rule():
                 {"min": 0.01, "max": 0.5, "worst": 0.5, "higher_is_better": False}):
         threshold = seed_spread.suggested_threshold(row)
         assert (threshold < row["worst"]) if row["higher_is_better"] else (threshold > row["worst"])
+
+
+def test_published_rows_combine_with_new_runs(tmp_path):
+    # a later session re-tabulates from the committed rows plus its own new seeds
+    entry = lambda value: [{"notebook": "08_unet.ipynb", "status": "passed", "seconds": 50,
+                            "metrics": [{"name": "IoU", "value": value, "threshold": 0.5,
+                                         "higher_is_better": True}]}]
+    _summary(tmp_path / "old" / "ci-seed0", entry(0.9), 1000)
+    published = tmp_path / "pub"
+    assert seed_spread.main(["--no-run", "--seeds", "0", "--results", str(tmp_path / "old"),
+                             "--publish", str(published)]) == 0
+    _summary(tmp_path / "new" / "ci-seed1", entry(0.7), 2000)
+    seed_spread.main(["--no-run", "--seeds", "0-1", "--results", str(tmp_path / "new"),
+                      "--rows", str(published / "runs-ci.json"), "--publish", str(published)])
+    table = json.loads((tmp_path / "new" / "spread-ci.json").read_text())
+    assert [(r["n"], r["min"], r["max"]) for r in table] == [(2, 0.7, 0.9)]
+    assert "| 08_unet | IoU | 2 |" in (published / "spread-ci.md").read_text()

@@ -177,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results/spread"))
     parser.add_argument("--no-run", action="store_true", help="only tabulate earlier runs")
     parser.add_argument("--publish", type=Path, default=None,
-                        help="also copy the table to this folder (e.g. docs/spread, committed)")
+                        help="also write the table and the per-seed rows it was made from to this "
+                             "folder (e.g. docs/spread, committed), so a later session can add seeds")
+    parser.add_argument("--rows", type=Path, action="append", default=[],
+                        help="rows published earlier (runs-<profile>.json) to combine with the runs "
+                             "found under --results; a run found there wins over a published row")
     args = parser.parse_args(argv)
     args.results.mkdir(parents=True, exist_ok=True)
     if not args.no_run:
@@ -186,13 +190,19 @@ def main(argv: list[str] | None = None) -> int:
                        "--seed", str(seed), "--results", str(args.results)]
             print("$", " ".join(command), flush=True)
             subprocess.run(command, check=False)
-    table = spread_table(collect(args.results, args.profile, args.seeds))
+    rows = collect(args.results, args.profile, args.seeds)
+    found = {(r["notebook"], r["seed"]) for r in rows}
+    for path in args.rows:
+        rows += [r for r in json.loads(path.read_text())
+                 if r["seed"] in args.seeds and (r["notebook"], r["seed"]) not in found]
+    table = spread_table(rows)
     text = spread_markdown(table, args.profile)
     (args.results / f"spread-{args.profile}.md").write_text(text)
     (args.results / f"spread-{args.profile}.json").write_text(json.dumps(table, indent=1))
     if args.publish is not None:
         args.publish.mkdir(parents=True, exist_ok=True)
         (args.publish / f"spread-{args.profile}.md").write_text(text)
+        (args.publish / f"runs-{args.profile}.json").write_text(json.dumps(rows, indent=0))
     print(text)
     return 1 if any(row["failures"] for row in table) else 0
 
