@@ -1,5 +1,6 @@
 """The worked solutions of notebook 10's exercises (``bestiary_keras.exercises.refinenet``)."""
 
+import itertools
 import math
 
 import pytest
@@ -19,7 +20,7 @@ def test_solution_1_chained_pooling_windows_grow_by_four_cells():
 def test_solution_2_activations_grow_and_zero_classifier_starts_at_ln5(seed):
     result = exercises.solution_2(seed, verbose=False)
     spreads = list(result["spreads"].values())
-    assert all(b > a for a, b in zip(spreads, spreads[1:]))  # grows at every block
+    assert all(b > a for a, b in itertools.pairwise(spreads))  # grows at every block
     assert result["growth"] > 10  # 29-66 on seeds 0-2
     assert result["zero_classifier_loss"] == pytest.approx(math.log(5), abs=1e-5)
     assert result["glorot_classifier_loss"] > math.log(5) + 1.5  # 4.04-4.22 on seeds 0-2

@@ -16,6 +16,7 @@ Every solution uses the true depth and motion of a few generated snippets (no tr
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 from scipy import ndimage
 
@@ -152,8 +153,6 @@ def solution_3(seed: int = 0, *, explain_weight: float = 0.2, steps: int = 300,
     at most 0.1% of the pixels.
     """
     import tensorflow as tf  # the TF backend's gradient tape (Keras has no backend-free one)
-
-    import keras
 
     targets, later, depth, motion, k = snippets(seed)
     warped, valid = geometry.inverse_warp(later, depth, motion, k)

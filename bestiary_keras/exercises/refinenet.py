@@ -12,16 +12,19 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from bestiary_keras.segmentation.refinenet import (chained_residual_pooling,
-                                                   multi_resolution_fusion, refinenet)
+from bestiary_keras.segmentation.refinenet import (
+    chained_residual_pooling,
+    multi_resolution_fusion,
+    refinenet,
+)
 from bestiary_keras.segmentation.scenes import segmentation_scenes
 
 __all__ = ["IMAGE_SIZE", "NOTEBOOK_REFINENET", "crp_window", "solution_1", "solution_2",
            "solution_3"]
 
 IMAGE_SIZE = 48
-NOTEBOOK_REFINENET = dict(encoder_filters=(16, 32, 64, 64), refine_filters=(16, 16, 32, 32),
-                          batch_norm=True)
+NOTEBOOK_REFINENET = {"encoder_filters": (16, 32, 64, 64), "refine_filters": (16, 16, 32, 32),
+                      "batch_norm": True}
 """The configuration that notebook 10 trains."""
 
 

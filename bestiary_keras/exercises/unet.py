@@ -13,8 +13,12 @@ import numpy as np
 
 from bestiary_keras.datasets.cells import make_cells
 from bestiary_keras.segmentation import losses, tiling
-from bestiary_keras.segmentation.unet import (nearest_valid_input_sizes, unet, unet_output_size,
-                                              valid_input_sizes)
+from bestiary_keras.segmentation.unet import (
+    nearest_valid_input_sizes,
+    unet,
+    unet_output_size,
+    valid_input_sizes,
+)
 
 __all__ = ["closed_form_input_size", "closed_form_output_size", "smallest_bottom", "solution_1",
            "solution_2", "solution_3"]
