@@ -17,8 +17,14 @@ from bestiary_keras import geometry
 from bestiary_keras.datasets.scenes import make_scenes
 from bestiary_keras.detection import boxes, data, priors
 
-__all__ = ["NOTEBOOK_ANCHORS", "scene_boxes", "best_anchor_iou", "solution_1", "solution_2",
-           "solution_3"]
+__all__ = [
+    "NOTEBOOK_ANCHORS",
+    "best_anchor_iou",
+    "scene_boxes",
+    "solution_1",
+    "solution_2",
+    "solution_3",
+]
 
 IMAGE_SIZE = 64
 STRIDE = 8
@@ -117,7 +123,7 @@ def solution_2(seed: int = 0, num_images: int = 500) -> dict:
         "shape_only": mean}``.
     """
     side = 20.0
-    offsets = list(range(0, STRIDE + 1))
+    offsets = list(range(STRIDE + 1))
     scales, ratios = NOTEBOOK_ANCHORS
     square = boxes.generate_anchors(IMAGE_SIZE // STRIDE, STRIDE, (side,), (1.0,))
     nine = boxes.generate_anchors(IMAGE_SIZE // STRIDE, STRIDE, scales, ratios)

@@ -12,8 +12,12 @@ import keras
 import numpy as np
 
 from bestiary_keras.segmentation.scenes import segmentation_scenes
-from bestiary_keras.segmentation.segnet import (MaxPoolingWithArgmax2D, MaxUnpooling2D,
-                                                decoder_memory, segnet)
+from bestiary_keras.segmentation.segnet import (
+    MaxPoolingWithArgmax2D,
+    MaxUnpooling2D,
+    decoder_memory,
+    segnet,
+)
 
 __all__ = ["boundary_map", "pool_and_upsample", "solution_1", "solution_2", "solution_3"]
 

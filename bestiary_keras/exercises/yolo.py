@@ -16,7 +16,7 @@ import numpy as np
 from bestiary_keras.datasets.scenes import make_scenes
 from bestiary_keras.detection import data, yolo, yolo_data
 
-__all__ = ["FLOCK_SETTINGS", "uniform_collision_share", "solution_1", "solution_2", "solution_3"]
+__all__ = ["FLOCK_SETTINGS", "solution_1", "solution_2", "solution_3", "uniform_collision_share"]
 
 IMAGE_SIZE = 64
 FLOCK_SETTINGS = {**data.SCENE_SETTINGS, "min_objects": 6, "max_objects": 10,

@@ -17,8 +17,15 @@ import numpy as np
 from bestiary_keras.datasets.scenes import make_scenes
 from bestiary_keras.detection import data, priors, yolov2
 
-__all__ = ["WIDE_SETTINGS", "box_sizes", "euclidean_kmeans", "space_to_depth_by_hand",
-           "solution_1", "solution_2", "solution_3"]
+__all__ = [
+    "WIDE_SETTINGS",
+    "box_sizes",
+    "euclidean_kmeans",
+    "solution_1",
+    "solution_2",
+    "solution_3",
+    "space_to_depth_by_hand",
+]
 
 STRIDE = 8
 WIDE_SETTINGS = {**data.SCENE_SETTINGS, "object_size": (6, 48), "max_objects": 3}
