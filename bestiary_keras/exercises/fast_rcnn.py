@@ -18,7 +18,8 @@ from bestiary_keras import geometry
 from bestiary_keras.detection import fast_rcnn as frcnn
 from bestiary_keras.detection import roi_pooling
 
-__all__ = ["FEATURE_MAP", "ROIS", "HAND_GRADIENT", "solution_1", "solution_2", "solution_3"]
+__all__ = ["FEATURE_MAP", "HAND_GRADIENT", "ROIS", "snapped_boxes", "solution_1", "solution_2",
+           "solution_3"]
 
 FEATURE_MAP = np.array([[3, 9, 1, 4],
                         [7, 2, 8, 6],

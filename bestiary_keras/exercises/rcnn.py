@@ -130,7 +130,7 @@ def solution_2(seed: int = 0, num_images: int = 60, threshold: float = 0.5, size
         ``largest``, ``warp_errors`` (``|log(measured / predicted)|`` per checked warp).
     """
     scenes, boxes = _scenes_and_proposals(seed, num_images)
-    index, props, labels, ious, matched = rcnn.label_regions(
+    index, props, labels, _, matched = rcnn.label_regions(
         boxes, scenes.boxes, scenes.labels, foreground_iou=threshold, add_ground_truth=False)
     positive = labels > 0
     props, matched, index = props[positive], matched[positive], index[positive]

@@ -175,8 +175,7 @@ def solution_2(seed: int = 0, scales=(64, 96, 128, 224)) -> dict:
     mosaic = tiles.reshape(4, 4, size, size, 3).transpose(0, 2, 1, 3, 4).reshape(4 * size,
                                                                                 4 * size, 3)
     pool5_field, pool5_stride = receptive_field(model, until="block5_pool")["block5_pool"]
-    fc1_kernel = model.get_layer("fc1").input.shape[-1] // model.get_layer("block5_pool").output.shape[-1]
-    fc1_side = int(round(np.sqrt(fc1_kernel)))
+    fc1_side = model.get_layer("block5_pool").output.shape[1]  # fc1's kernel as a convolution
     result = {"field": pool5_field + (fc1_side - 1) * pool5_stride}
     print(f"{'Q':>4s} {'map (hand)':>11s} {'map (net)':>10s} {'rel. difference, min - max':>28s} "
           f"{'conv MACs dense / crops':>24s}")
