@@ -7,7 +7,8 @@
 3. ``solution_3``: the IoU of a box with the whole cells it is pooled from, by hand and
    measured, against box size and feature stride (ours against the paper's).
 
-Run one with ``from bestiary_keras.exercises import fast_rcnn; fast_rcnn.solution_1()``.
+Run one with ``from bestiary_keras.exercises import fast_rcnn as exercises; exercises.solution_1()``
+(the alias keeps the notebook's own module of the same name).
 """
 
 from __future__ import annotations

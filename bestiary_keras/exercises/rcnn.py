@@ -6,7 +6,8 @@
 2. ``solution_2``: the warp's aspect distortion: the largest stretch a positive proposal can
    impose, by hand, against the stretches of the real proposals and of the warped objects.
 
-Run one with ``from bestiary_keras.exercises import rcnn; rcnn.solution_1()``.
+Run one with ``from bestiary_keras.exercises import rcnn as exercises; exercises.solution_1()``
+(the alias keeps the notebook's own module of the same name).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
 3. ``solution_3``: the construction argument: a deeper net that computes exactly what a
    shallower one computes, with and without shortcuts.
 
-Run one with ``from bestiary_keras.exercises import resnet; resnet.solution_1()``.
+Run one with ``from bestiary_keras.exercises import resnet as exercises; exercises.solution_1()``
+(the alias keeps the notebook's own module of the same name).
 """
 
 from __future__ import annotations

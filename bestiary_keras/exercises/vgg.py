@@ -7,7 +7,8 @@
 3. ``solution_3``: why the paper pre-trained net A: the signal's scale through the narrow
    VGG-16 at initialisation with N(0, 0.01^2), Glorot and He weights, predicted and measured.
 
-Run one with ``from bestiary_keras.exercises import vgg; vgg.solution_1()``.
+Run one with ``from bestiary_keras.exercises import vgg as exercises; exercises.solution_1()``
+(the alias keeps the notebook's own module of the same name).
 """
 
 from __future__ import annotations
