@@ -98,7 +98,8 @@ def _check_num_classes(num_classes):
 
 
 def region_cnn(input_shape=(32, 32, 3), num_classes: int = 3, *, widths=(16, 32, 64, 128),
-               convs_per_stage=(1, 1, 2, 2), fc_units=(256, 128), name="region_cnn"):
+               convs_per_stage=(1, 1, 2, 2), fc_units=(256, 128), bn_momentum: float = 0.99,
+               name="region_cnn"):
     """The R-CNN network: the same conv body as notebooks 04/05, on one warped region.
 
     Args:
@@ -106,6 +107,9 @@ def region_cnn(input_shape=(32, 32, 3), num_classes: int = 3, *, widths=(16, 32,
         num_classes: object classes ``K`` (the soft-max has ``K + 1`` outputs, 0 = background).
         widths, convs_per_stage: ``backbones.vgg_backbone`` stages.
         fc_units: widths of fc6 and fc7.
+        bn_momentum: momentum of the body's batch-normalisation moving statistics (Keras'
+            0.99 averages over about the last 100 steps; 0.9, over about 10, lets them keep up
+            with weights that still change fast, as in a training of a few hundred steps).
         name: model name.
 
     Returns:
@@ -114,8 +118,14 @@ def region_cnn(input_shape=(32, 32, 3), num_classes: int = 3, *, widths=(16, 32,
         first output only, see notebook 03).
     """
     _check_num_classes(num_classes)
+    if not 0.0 <= bn_momentum < 1.0:
+        raise ValueError(f"bn_momentum must be in [0, 1) (the weight of the old moving average), "
+                         f"got bn_momentum={bn_momentum!r}.")
     body = vgg_backbone(tuple(input_shape), widths=widths, convs_per_stage=convs_per_stage,
                         name="conv")
+    for layer in body.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = float(bn_momentum)
     inputs = keras.Input(tuple(input_shape), name="region")
     pool5 = layers.Flatten(name="pool5")(layers.MaxPooling2D(2, name="pool")(body(inputs)))
     x = pool5
