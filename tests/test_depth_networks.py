@@ -87,3 +87,38 @@ def test_save_and_load_give_the_same_outputs(snippets, tmp_path):
     for a, b in zip(disparities + masks, disparities2 + masks2):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-6)
     np.testing.assert_allclose(loaded.intrinsics, model.intrinsics)
+
+
+@pytest.mark.parametrize("mask_out_of_view", [False, True])
+def test_pixels_that_leave_the_view_cost_only_in_the_papers_objective(mask_out_of_view):
+    # a white scene at depth 1, both sources moved sideways: the target's pixels whose p_s
+    # leaves the source are synthesised black. The paper's mean over all pixels charges each
+    # of them |1 - 0| = 1; the masked mean over pixels in view is exactly 0.
+    from keras import layers, ops
+
+    from bestiary_keras.depth import geometry
+
+    height, width = 32, 48
+    image = keras.Input((height, width, 3))
+    disparities = [layers.Lambda(lambda x, s=s: ops.ones_like(x[:, ::2 ** s, ::2 ** s, :1]))(image)
+                   for s in range(networks.NUM_SCALES)]
+    frames = keras.Input((height, width, 9))
+    pose = layers.Lambda(lambda x: ops.zeros_like(x[:, :2, 0, :6])
+                         + ops.convert_to_tensor([[0.2, 0, 0, 0, 0, 0], [-0.2, 0, 0, 0, 0, 0]]))(frames)
+    k = video.default_intrinsics(height, width)
+    model = networks.ViewSynthesis(keras.Model(image, disparities), keras.Model(frames, pose), k,
+                                   mask_out_of_view=mask_out_of_view)
+    snippet = np.ones((1, 3, height, width, 3), np.float32)
+    photometric = float(model.loss_terms(snippet)[1])
+    out_of_view = 0.0
+    for s in range(networks.NUM_SCALES):
+        h, w = height // 2 ** s, width // 2 ** s
+        for t in (0.2, -0.2):
+            matrix = geometry.pose_vec_to_matrix(np.array([[t, 0, 0, 0, 0, 0]], np.float32))
+            _, valid = geometry.inverse_warp(np.ones((1, h, w, 3), np.float32),
+                                             np.ones((1, h, w), np.float32), matrix,
+                                             geometry.scale_intrinsics(k, 0.5 ** s))
+            out_of_view += 1.0 - float(np.mean(valid))
+    assert out_of_view > 0.5  # the shift moves a real share of pixels out of view
+    expected = 0.0 if mask_out_of_view else out_of_view
+    assert photometric == pytest.approx(expected, abs=1e-5)
