@@ -150,3 +150,26 @@ def test_show_detections_draws_ground_truth_and_detections_with_a_legend():
     with pytest.raises(ValueError, match="same length"):
         plots.show_detections(images, gt_boxes, gt_labels, detections[:1], ["a", "b", "c"])
     plt.close("all")
+
+
+def test_region_cnn_bn_momentum_reaches_every_batch_norm():
+    import keras
+
+    def norms(model):  # the body is a nested backbone model: walk every layer
+        return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+                if isinstance(layer, keras.layers.BatchNormalization)]
+
+    def momenta(model):
+        return {layer.momentum for layer in norms(model)}
+
+    small = dict(widths=(4, 4, 8), convs_per_stage=1, fc_units=(8, 8))
+    default = R.region_cnn((16, 16, 3), 2, **small)
+    fast = R.region_cnn((16, 16, 3), 2, bn_momentum=0.9, **small)
+    assert momenta(default) == {0.99} and momenta(fast) == {0.9}
+    # same weights; after one training-mode call the moving mean (from 0) is (1 - momentum) x the
+    # batch mean: 0.9 moves it 10x as far as 0.99
+    fast.set_weights(default.get_weights())
+    x = np.full((4, 16, 16, 3), 0.5, np.float32)
+    default(x, training=True), fast(x, training=True)
+    moved = [float(np.abs(np.asarray(norms(m)[0].moving_mean)).max()) for m in (default, fast)]
+    assert moved[0] > 0 and moved[1] == pytest.approx(10 * moved[0], rel=1e-3)
