@@ -308,3 +308,14 @@ def test_speed_accuracy_draws_one_labelled_point_per_detector_and_names_the_miss
     with pytest.raises(ValueError, match="points is empty"):
         yolo_plots.speed_accuracy({})
     plt.close("all")
+
+
+def test_kmeans_euclidean_baseline_groups_by_size_not_shape():
+    # a small square, a small flat box and a large square: by (w, h) distance the two small boxes
+    # are one cluster (squared distance 20 between them against 2,000 and more to the large one)
+    sizes = np.array([[4, 4]] * 10 + [[8, 2]] * 10 + [[40, 40]] * 10, np.float32)
+    anchors, _ = priors.kmeans_anchors(sizes, 2, seed=0, distance="euclidean")
+    # the two small boxes share a centroid at their mean (6, 3); the large box keeps its own
+    np.testing.assert_allclose(anchors, [[6, 3], [40, 40]])
+    with pytest.raises(ValueError, match="distance"):
+        priors.kmeans_anchors(sizes, 2, distance="manhattan")

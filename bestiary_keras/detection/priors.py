@@ -56,7 +56,8 @@ def shape_iou(sizes, anchors) -> np.ndarray:
     return geometry.pairwise_iou(centred(sizes), centred(anchors))
 
 
-def kmeans_anchors(sizes, k: int, *, iterations: int = 100, seed: int = 0):
+def kmeans_anchors(sizes, k: int, *, iterations: int = 100, seed: int = 0,
+                   distance: str = "iou"):
     """Dimension priors: k-means on box shapes with the distance ``1 - IoU`` (YOLOv2, Sec. 2).
 
     Euclidean k-means on ``(w, h)`` lets large boxes dominate the error; with ``1 - IoU`` the
@@ -69,6 +70,8 @@ def kmeans_anchors(sizes, k: int, *, iterations: int = 100, seed: int = 0):
         k: number of clusters (anchors), ``1 <= k <= n``.
         iterations: at most this many assignment steps.
         seed: seed of the initial centroids.
+        distance: ``"iou"`` (``1 - IoU``, the paper's) or ``"euclidean"`` (squared distance
+            on ``(w, h)``: the paper's baseline, "standard k-means").
 
     Returns:
         ``(anchors, mean_iou)``: ``(k, 2)`` float32 anchor shapes sorted by area, and the mean
@@ -79,6 +82,8 @@ def kmeans_anchors(sizes, k: int, *, iterations: int = 100, seed: int = 0):
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= len(sizes):
         raise ValueError(f"k must be an int between 1 and the number of boxes ({len(sizes)}), "
                          f"got {k!r}.")
+    if distance not in ("iou", "euclidean"):
+        raise ValueError(f"distance must be 'iou' or 'euclidean', got {distance!r}.")
     rng = np.random.default_rng(seed)
     unique = np.unique(sizes, axis=0)
     if len(unique) < k:
@@ -86,7 +91,10 @@ def kmeans_anchors(sizes, k: int, *, iterations: int = 100, seed: int = 0):
     centroids = unique[rng.choice(len(unique), k, replace=False)]
     assignment = None
     for _ in range(int(iterations)):
-        new = np.argmax(shape_iou(sizes, centroids), axis=1)
+        if distance == "iou":
+            new = np.argmax(shape_iou(sizes, centroids), axis=1)
+        else:
+            new = np.argmin(((sizes[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
         if assignment is not None and np.array_equal(new, assignment):
             break
         assignment = new

@@ -47,25 +47,12 @@ def box_sizes(num_images: int = 500, seed: int = 0, wide: bool = False) -> np.nd
 def euclidean_kmeans(sizes, k: int, *, iterations: int = 100, seed: int = 0) -> np.ndarray:
     """Plain k-means on ``(w, h)`` with the squared Euclidean distance: ``(k, 2)`` centroids.
 
-    The same procedure as ``priors.kmeans_anchors`` (``k`` distinct random boxes to start, the
-    same seed, Lloyd's iterations until the assignment stops changing), only the distance
-    differs: the paper's baseline, "standard k-means with Euclidean distance".
+    ``priors.kmeans_anchors`` with ``distance="euclidean"``: the same start (``k`` distinct
+    random boxes, the same seed) and Lloyd's iterations, only the distance differs: the paper's
+    baseline, "standard k-means with Euclidean distance".
     """
-    sizes = np.asarray(sizes, np.float64)
-    unique = np.unique(sizes, axis=0)
-    rng = np.random.default_rng(seed)
-    centroids = unique[rng.choice(len(unique), k, replace=False)]
-    assignment = None
-    for _ in range(int(iterations)):
-        new = np.argmin(((sizes[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
-        if assignment is not None and np.array_equal(new, assignment):
-            break
-        assignment = new
-        for j in range(k):
-            members = sizes[assignment == j]
-            if len(members):
-                centroids[j] = members.mean(axis=0)
-    return centroids[np.argsort(centroids.prod(axis=1))].astype(np.float32)
+    return priors.kmeans_anchors(sizes, k, iterations=iterations, seed=seed,
+                                 distance="euclidean")[0]
 
 
 def solution_1(seed: int = 0, num_images: int = 500, ks=tuple(range(1, 10))) -> dict:
