@@ -111,3 +111,12 @@ def test_published_rows_combine_with_new_runs(tmp_path):
     table = json.loads((tmp_path / "new" / "spread-ci.json").read_text())
     assert [(r["n"], r["min"], r["max"]) for r in table] == [(2, 0.7, 0.9)]
     assert "| 08_unet | IoU | 2 |" in (published / "spread-ci.md").read_text()
+
+
+def test_a_bar_in_a_metric_name_does_not_break_the_table():
+    row = {"notebook": "08_unet.ipynb", "metric": "max |tiled - whole| probability", "n": 2,
+           "min": 1e-6, "median": 1.5e-6, "max": 2e-6, "higher_is_better": False,
+           "threshold": 1e-4, "margin": 9.8e-5, "margin_over_spread": 98.0, "failures": 0,
+           "worst": 2e-6, "median_seconds": 50.0}
+    line = [l for l in seed_spread.spread_markdown([row], "ci").splitlines() if "08_unet" in l][0]
+    assert line.replace("\\|", "").count("|") == 13  # 12 columns

@@ -153,14 +153,15 @@ def spread_markdown(table: list[dict], profile: str) -> str:
     for row in table:
         direction = ">=" if row["higher_is_better"] else "<="
         lines.append(
-            f"| {row['notebook'].removesuffix('.ipynb')} | {row['metric']} | {row['n']} "
+            f"| {row['notebook'].removesuffix('.ipynb')} | {row['metric'].replace('|', chr(92) + '|')} "
+            f"| {row['n']} "
             f"| {_fmt(row['min'])} | {_fmt(row['median'])} | {_fmt(row['max'])} "
             f"| {direction} {_fmt(row['threshold'])} | {_fmt(row['margin'])} "
             f"| {_fmt(row['margin_over_spread'])} | {row['failures']} "
             f"| {direction} {_fmt(suggested_threshold(row))} "
             f"| {_fmt(row['median_seconds'])} |")
     lines.append("")
-    lines.append("A margin smaller than the spread (margin / spread below 1) is a threshold that "
+    lines.append("`threshold` is the value the notebook asserted when these seeds ran. A margin smaller than the spread (margin / spread below 1) is a threshold that "
                  "an untried seed may cross; a negative margin is a seed that failed. The rule's "
                  f"threshold is the worst seed minus the larger of {SPREAD_FRACTION:.0%} of the "
                  f"spread and {RELATIVE_FLOOR:.0%} of the worst value (rounded to two "
