@@ -162,7 +162,7 @@ def test_region_cnn_bn_momentum_reaches_every_batch_norm():
     def momenta(model):
         return {layer.momentum for layer in norms(model)}
 
-    small = dict(widths=(4, 4, 8), convs_per_stage=1, fc_units=(8, 8))
+    small = {"widths": (4, 4, 8), "convs_per_stage": 1, "fc_units": (8, 8)}
     default = R.region_cnn((16, 16, 3), 2, **small)
     fast = R.region_cnn((16, 16, 3), 2, bn_momentum=0.9, **small)
     assert momenta(default) == {0.99} and momenta(fast) == {0.9}

@@ -118,5 +118,5 @@ def test_a_bar_in_a_metric_name_does_not_break_the_table():
            "min": 1e-6, "median": 1.5e-6, "max": 2e-6, "higher_is_better": False,
            "threshold": 1e-4, "margin": 9.8e-5, "margin_over_spread": 98.0, "failures": 0,
            "worst": 2e-6, "median_seconds": 50.0}
-    line = [l for l in seed_spread.spread_markdown([row], "ci").splitlines() if "08_unet" in l][0]
+    line = next(l for l in seed_spread.spread_markdown([row], "ci").splitlines() if "08_unet" in l)
     assert line.replace("\\|", "").count("|") == 13  # 12 columns

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -118,15 +119,13 @@ def suggested_threshold(row: dict, fraction: float = SPREAD_FRACTION,
     down to two significant digits; lower-is-better: the same margin added, rounded up. The result
     is never on the wrong side of the worst seed.
     """
-    import math
-
     spread = row["max"] - row["min"]
     worst = row["worst"]
     margin = max(fraction * spread, relative_floor * abs(worst))
     value = worst - margin if row["higher_is_better"] else worst + margin
     if value == 0:
         return 0.0
-    digits = 1 - int(math.floor(math.log10(abs(value))))
+    digits = 1 - math.floor(math.log10(abs(value)))
     scale = 10.0 ** digits
     # the 1e-9 keeps float noise (0.6 - 0.04 = 0.5599999...) from costing a whole digit
     rounded = (math.floor(value * scale + 1e-9) if row["higher_is_better"]
@@ -161,7 +160,8 @@ def spread_markdown(table: list[dict], profile: str) -> str:
             f"| {direction} {_fmt(suggested_threshold(row))} "
             f"| {_fmt(row['median_seconds'])} |")
     lines.append("")
-    lines.append("`threshold` is the value the notebook asserted when these seeds ran. A margin smaller than the spread (margin / spread below 1) is a threshold that "
+    lines.append("`threshold` is the value the notebook asserted when these seeds ran. A margin "
+                 "smaller than the spread (margin / spread below 1) is a threshold that "
                  "an untried seed may cross; a negative margin is a seed that failed. The rule's "
                  f"threshold is the worst seed minus the larger of {SPREAD_FRACTION:.0%} of the "
                  f"spread and {RELATIVE_FLOOR:.0%} of the worst value (rounded to two "
