@@ -16,7 +16,9 @@ from bestiary_keras.datasets.tfds_classification import (  # noqa: E402
     SMALLNORB_CATEGORIES,
     load_cifar10,
     load_mnist,
+    SmallNorbViews,
     load_smallnorb,
+    smallnorb_triplets,
 )
 from bestiary_keras.datasets.tfds_data import DatasetNotAvailableError  # noqa: E402
 
@@ -142,3 +144,33 @@ def test_missing_data_says_how_to_prepare_it(load, name, tmp_path, monkeypatch):
 def test_bad_image_size():
     with pytest.raises(ValueError, match="image_size"):
         load_smallnorb("train", "small")
+
+
+def test_smallnorb_triplets_on_a_hand_made_grid():
+    # object 4 (category 0, instance 4) at three poses, object 14 (category 1, instance 4) at one
+    views = SmallNorbViews(
+        images=np.zeros((5, 2, 2, 1), np.uint8),
+        category=np.array([0, 0, 0, 0, 1]), instance=np.array([4, 4, 4, 4, 4]),
+        azimuth=np.array([0.0, 0.0, 340.0, 60.0, 0.0]),
+        elevation=np.array([30.0, 30.0, 35.0, 30.0, 30.0]),
+        lighting=np.array([0, 1, 0, 2, 0]))
+    # pose steps (azimuth, elevation): 0 and 1 at (0, 0); 2 at (17, 1), one step from them
+    # (azimuth is circular: 340 -> 0 is 20 degrees); 3 at (3, 0), three steps from 0 and 1,
+    # four from 2.
+    samples = smallnorb_triplets(views, 400, np.random.default_rng(0), other_object_fraction=0.0)
+    assert samples.shape == (400, 4) and set(samples[:, 0]) == {0, 1, 2, 3, 4}
+    expected = {  # anchor: (possible j, possible k, possible i')
+        0: ({2}, {3}, {1}),
+        1: ({2}, {3}, {0}),
+        2: ({0, 1}, {3}, {2}),  # no other lighting at its pose: i' is itself
+        3: ({3}, {0, 1, 2}, {3}),  # no pose one step away: j is the same pose
+        4: ({4}, {0, 1, 2, 3}, {4}),  # a single pose: the negative comes from the other object
+    }
+    for i, j, k, twin in samples:
+        close, far, same = expected[i]
+        assert j in close and k in far and twin in same, (i, j, k, twin)
+    samples = smallnorb_triplets(views, 200, np.random.default_rng(1), other_object_fraction=1.0)
+    objects = views.object
+    assert (objects[samples[:, 2]] != objects[samples[:, 0]]).all()
+    np.testing.assert_array_equal(views.take([4, 0]).azimuth, [0.0, 0.0])
+    np.testing.assert_array_equal(views.take(views.lighting == 0).instance, [4, 4, 4])

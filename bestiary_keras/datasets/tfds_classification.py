@@ -26,7 +26,7 @@ from bestiary_keras.datasets.tfds_data import _image_size, _resize, _to_numpy, l
 
 __all__ = [
     "CIFAR10_CLASSES", "load_cifar10", "load_mnist", "load_smallnorb", "SMALLNORB_CATEGORIES",
-    "SmallNorbViews",
+    "smallnorb_triplets", "SmallNorbViews",
 ]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -38,6 +38,7 @@ SMALLNORB_CATEGORIES = ("four-legged animal", "human figure", "airplane", "truck
 
 _NORB_AZIMUTH_STEP_DEG = 20.0
 _NORB_ELEVATION_START_DEG, _NORB_ELEVATION_STEP_DEG = 30.0, 5.0
+_NEIGHBOURS = tuple((da, de) for da in (-1, 0, 1) for de in (-1, 0, 1) if da or de)
 
 
 def _image_label_arrays(name, split, max_examples, data_dir, download):
@@ -119,6 +120,11 @@ class SmallNorbViews:
         """One id per toy, ``10 * category + instance`` (0..49): the object identity."""
         return (10 * self.category + self.instance).astype(np.int32)
 
+    def take(self, index) -> "SmallNorbViews":
+        """The views at ``index`` (integer positions or a boolean mask)."""
+        return SmallNorbViews(*(np.asarray(getattr(self, f))[index] for f in (
+            "images", "category", "instance", "azimuth", "elevation", "lighting")))
+
 
 def load_smallnorb(split="train", image_size=32, *, max_examples: int | None = None,
                    data_dir=None, download: bool = False) -> SmallNorbViews:
@@ -166,3 +172,75 @@ def load_smallnorb(split="train", image_size=32, *, max_examples: int | None = N
                    + _NORB_ELEVATION_STEP_DEG * elevation).astype(np.float32),
         lighting=lighting.astype(np.int32),
     )
+
+
+def smallnorb_triplets(views: SmallNorbViews, num: int, rng: np.random.Generator, *,
+                       other_object_fraction: float = 0.8):
+    """Training samples ``(i, j, k, i')`` of Wohlhart and Lepetit's cost on smallNORB's pose grid.
+
+    The counterpart of ``metric_learning.triplet.sample_triplets`` for views on a grid of
+    azimuths (steps of 20 degrees, circular) and elevations (steps of 5 degrees). Two poses are
+    ``d`` grid steps apart with ``d = max(azimuth steps, elevation steps)``:
+
+    - ``i``: any view;
+    - ``j``: the same object one step away (``d = 1``), any lighting; the same pose if the
+      object has no view one step away;
+    - ``k``: with probability ``other_object_fraction`` another object at any pose, else the
+      same object at least two steps away (another object if it has none);
+    - ``i'``: the same object at the same pose, under another lighting where there is one.
+
+    Args:
+        views: from ``load_smallnorb``.
+        num: number of samples.
+        rng: NumPy generator.
+        other_object_fraction: share of negatives taken from another object.
+
+    Returns:
+        int64 array ``(num, 4)`` of positions in ``views``.
+    """
+    if len(views) < 2:
+        raise ValueError(f"views must hold at least 2 views, got {len(views)}.")
+    obj = views.object
+    az = np.round(np.asarray(views.azimuth) / _NORB_AZIMUTH_STEP_DEG).astype(int) % 18
+    el = np.round((np.asarray(views.elevation) - _NORB_ELEVATION_START_DEG)
+                  / _NORB_ELEVATION_STEP_DEG).astype(int)
+    cells = {}  # (object, azimuth step, elevation step) -> positions
+    for n, key in enumerate(zip(obj.tolist(), az.tolist(), el.tolist())):
+        cells.setdefault(key, []).append(n)
+    poses = {}  # object -> its (azimuth step, elevation step) cells
+    for o, a, e in cells:
+        poses.setdefault(o, []).append((a, e))
+    several_objects = len(poses) > 1
+
+    def steps_apart(a1, e1, a2, e2):
+        da = abs(a1 - a2) % 18
+        return max(min(da, 18 - da), abs(e1 - e2))
+
+    def other_object(o):
+        while True:  # at least one other object exists: a few draws suffice
+            k = int(rng.integers(len(obj)))
+            if obj[k] != o:
+                return k
+
+    out = np.empty((num, 4), np.int64)
+    for s, i in enumerate(rng.integers(0, len(obj), num)):
+        o, a, e = int(obj[i]), int(az[i]), int(el[i])
+        same = cells[(o, a, e)]
+        near = [cells[key] for key in ((o, (a + da) % 18, e + de) for da, de in _NEIGHBOURS)
+                if key in cells]
+        j_pool = near[rng.integers(len(near))] if near else same
+        j = j_pool[rng.integers(len(j_pool))]
+        far = []
+        if not several_objects or rng.random() >= other_object_fraction:
+            far = [cells[(o, pa, pe)] for pa, pe in poses[o] if steps_apart(a, e, pa, pe) >= 2]
+        if far:
+            k_pool = far[rng.integers(len(far))]
+            k = k_pool[rng.integers(len(k_pool))]
+        elif several_objects:
+            k = other_object(o)
+        else:  # a single object, seen at no pose 2 steps away: nothing is a true negative
+            k = int(rng.integers(len(obj)))
+        others = [n for n in same if n != i]
+        twin = others[rng.integers(len(others))] if others else int(i)
+        out[s] = (i, j, k, twin)
+    return out
