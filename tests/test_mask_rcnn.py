@@ -281,7 +281,26 @@ def test_lvis_instances_on_hand_made_examples(tmp_path):
         tfds_instances.load_lvis_instances("validation", 32, classes=("circle",))
 
 
-def test_lvis_needs_prepared_data_and_rejects_masks_that_disagree(tmp_path, monkeypatch):
+def more_masks_than_labels(self, split, decoders=None, read_config=None, **kwargs):
+    """One LVIS example with three masks but two labels (replaces TFDS's _as_dataset)."""
+    import tensorflow as tf
+
+    del self, split, decoders, read_config, kwargs
+    names = tfds_instances.lvis_class_names()
+    masks = np.zeros((3, 40, 80, 1), np.uint8)
+    masks[0, 10:30, 0:20] = 255  # person: 20 x 20 pixels, 8 x 16 after resizing to 32 x 32
+    masks[1, 0:40, 40:80] = 255  # banana: the right half
+    masks[2] = 255  # the whole image, with no label: dropped
+    example = {"image": np.full((40, 80, 3), 100, np.uint8),
+               "objects": {"segmentation": masks,
+                           "label": np.array([names.index("person"), names.index("banana")])}}
+    signature = {"image": tf.TensorSpec((None, None, 3), tf.uint8),
+                 "objects": {"segmentation": tf.TensorSpec((None, None, None, 1), tf.uint8),
+                             "label": tf.TensorSpec((None,), tf.int64)}}
+    return tf.data.Dataset.from_generator(lambda: iter([example]), output_signature=signature)
+
+
+def test_lvis_needs_prepared_data_and_pairs_masks_with_labels_in_order(tmp_path, monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
     from bestiary_keras.datasets.tfds_data import DatasetNotAvailableError
 
@@ -289,7 +308,26 @@ def test_lvis_needs_prepared_data_and_rejects_masks_that_disagree(tmp_path, monk
                         lambda *a, **k: pytest.fail("must not download"))
     with pytest.raises(DatasetNotAvailableError, match="tfds build lvis"):
         tfds_instances.load_lvis_instances("validation", 32, data_dir=tmp_path)
-    # TFDS's random mock data draws every sequence length on its own: 1 label, several masks
+    with pytest.raises(ValueError, match="min_pixels must be >= 1"):
+        tfds_instances.load_lvis_instances("validation", 32, data_dir=tmp_path, min_pixels=0)
+    with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
+                                as_dataset_fn=more_masks_than_labels):
+        scenes = tfds_instances.load_lvis_instances("validation", 32, data_dir=tmp_path,
+                                                    max_objects=3)
+    names = tfds_instances.lvis_class_names()
+    np.testing.assert_array_equal(scenes.labels, [[names.index("banana"), names.index("person"),
+                                                   -1]])
+    np.testing.assert_array_equal(scenes.boxes[0, :2], [[16, 0, 32, 32], [0, 8, 8, 24]])
+    assert scenes.masks[0, 1].sum() == 8 * 16 and not scenes.masks[0, 2].any()
+    # TFDS's random mock data draws every sequence length on its own (here 1 label and
+    # several masks, or the other way round): masks and labels are paired in order up to the
+    # shorter one, and every kept object has a mask and a box of positive area
     with tfds.testing.mock_data(num_examples=3, policy=tfds.testing.MockPolicy.USE_CODE):
-        with pytest.raises(ValueError, match=r"masks of shape \(\d+, 24, 24\) but labels"):
-            tfds_instances.load_lvis_instances("validation", 24, data_dir=tmp_path)
+        scenes = tfds_instances.load_lvis_instances("validation", 24, data_dir=tmp_path,
+                                                    max_objects=5)
+    assert scenes.images.shape == (3, 24, 24, 3) and scenes.masks.shape == (3, 5, 24, 24)
+    mr.check_instances(scenes.boxes, scenes.labels, scenes.masks, 1203)
+    kept = scenes.labels >= 0
+    assert kept.any() and (scenes.masks[kept].sum(axis=(1, 2)) >= 4).all()
+    widths = scenes.boxes[..., 2:] - scenes.boxes[..., :2]
+    assert (widths[kept] > 0).all() and not scenes.masks[~kept].any()
