@@ -257,6 +257,33 @@ def test_batch_of_a_step_is_reproducible_and_takes_the_shared_step_indices():
     np.testing.assert_array_equal(plain.indices(1), expected[5])
 
 
+
+def test_batches_mirror_photographs_left_right_only():
+    # one 16x16 scene with one box [2, 3, 6, 9]: its left-right mirror is [16 - 6, 3, 16 - 2, 9]
+    # = [10, 3, 14, 9]; the other symmetries of the square move it off those two
+    images = np.zeros((1, 16, 16, 3), np.uint8)
+    images[0, 3:9, 2:6] = 255
+    boxes = np.array([[[2, 3, 6, 9]]], np.float32)
+    labels = np.zeros((1, 1), np.int32)
+    kwargs = dict(batch_size=1, steps=40, seed=0)
+    seen = {}
+    for mode in ("horizontal", True):
+        batches = yolo_data.YoloBatches(images, boxes, labels, lambda b, lab, size: b,
+                                        augment=mode, **kwargs)
+        seen[mode] = {tuple(batches.batch_at_step(step)[1][0, 0]) for step in range(40)}
+        for step in range(40):  # the pixels move with the box
+            x, b = batches.batch_at_step(step)
+            x0, y0, x1, y1 = b[0, 0].astype(int)
+            assert x[0, y0:y1, x0:x1, 0].min() == 255 and x[0, ..., 0].sum() == 255 * 24
+    assert seen["horizontal"] == {(2, 3, 6, 9), (10, 3, 14, 9)}
+    square = {(2, 3, 6, 9), (10, 3, 14, 9), (2, 7, 6, 13), (10, 7, 14, 13),  # flips
+              (3, 2, 9, 6), (7, 2, 13, 6), (3, 10, 9, 14), (7, 10, 13, 14)}  # transposed
+    assert seen[True] <= square and len(seen[True]) > 4  # augment=True: all eight symmetries
+    with pytest.raises(ValueError, match="augment"):
+        yolo_data.YoloBatches(images, boxes, labels, lambda b, lab, size: b, augment="vertical",
+                              **kwargs)
+
+
 # ----------------------------------------------------------------------------- model
 def test_builder_shapes_parameters_and_output_ranges():
     model = yolo.yolo_v1((64, 64, 3), 3, grid_size=8, boxes_per_cell=2,

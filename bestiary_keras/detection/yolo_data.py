@@ -212,7 +212,8 @@ class YoloBatches(SeededBatches):
     A ``batching.SeededBatches``: batch ``step`` takes the examples of that step from the
     shared shuffled passes (``batching.step_indices``) and draws its augmentation from the
     step's generator, so the same seed gives the same batches. Each batch gets one random
-    symmetry of the square (``augment=True``: flips and transposition), is resized to the
+    symmetry of the square (``augment=True``: flips and transposition; ``"horizontal"``: a
+    left-right mirror only, for photographs, which have an up and a down), is resized to the
     current input size and has its targets encoded with ``encode(boxes, labels, image_size)``.
     With several ``sizes`` the input size changes every ``change_every`` steps (YOLOv2's
     multi-scale training: the paper picks a new size, a multiple of 32, every 10 batches; ours
@@ -235,7 +236,9 @@ class YoloBatches(SeededBatches):
         steps: batches per epoch.
         sizes: input sizes to draw from (default: the native size only).
         change_every: batches between two size changes.
-        augment: random flips / transposition.
+        augment: ``True``: a random symmetry of the square (flips, transposition: the
+            generated shapes keep their class under all of them); ``"horizontal"``: a random
+            left-right mirror only (photographs); ``False``: none.
         seed: fixes the order, the flips and the sizes.
         **kwargs: passed to ``SeededBatches`` (``workers``, ``use_multiprocessing``).
     """
@@ -258,7 +261,9 @@ class YoloBatches(SeededBatches):
         self.encode = encode
         self.sizes = tuple(int(s) for s in (sizes or (self.images.shape[1],)))
         self.change_every = int(change_every)
-        self.augment = bool(augment)
+        if augment not in (True, False, "horizontal"):
+            raise ValueError(f"augment must be True, False or 'horizontal', got {augment!r}.")
+        self.augment = augment
 
     def size_at(self, step: int) -> int:
         """The input size of global step ``step`` (one per block of ``change_every`` steps).
@@ -283,7 +288,9 @@ class YoloBatches(SeededBatches):
         size = self.sizes[0] if size is None else int(size)
         images, boxes, labels = self.images[indices], self.boxes[indices], self.labels[indices]
         if self.augment:
-            h, v, t = rng.integers(0, 2, 3).astype(bool)
+            h, v, t = rng.integers(0, 2, 3).astype(bool)  # the same draws in either mode
+            if self.augment == "horizontal":
+                v = t = False
             images, boxes = augment.flip_scenes(images, boxes, horizontal=h, vertical=v,
                                                 transpose=t)
         images, boxes = augment.resize_scenes(images, boxes, size)
