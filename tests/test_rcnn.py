@@ -113,6 +113,29 @@ def test_rcnn_svms_regressors_and_empty_detection():
     assert len(dets) == 2 and all(len(d[0]) == 0 for d in dets)
 
 
+def test_rcnn_svms_of_a_class_without_positives():
+    rng = np.random.default_rng(0)
+    cnn = R.region_cnn((16, 16, 3), 2, widths=(4, 4, 8), convs_per_stage=1, fc_units=(8, 8))
+    detector = R.RCNN(cnn, 2, size=16)
+    labels = np.repeat([1, 0], 40)  # class 1 (u = 2) has no region at all
+    fc7 = rng.normal(size=(80, 8)).astype(np.float32)
+    fc7[labels == 1, 0] += 3
+    max_iou = np.where(labels > 0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="class 1 has no positive"):
+        detector.fit_svms(fc7, labels, max_iou)
+    detector.fit_svms(fc7, labels, max_iou, skip_missing=True)
+    assert detector.svms[0] is not None and detector.svms[1] is None
+    boxes = np.tile([[2, 2, 12, 12]], (80, 1)).astype(np.float32)
+    scores, _ = detector.score_regions(fc7, None, boxes, use_regression=False)
+    assert np.isfinite(scores[:, 0]).all() and np.isneginf(scores[:, 1]).all()
+    assert scores[labels == 1, 0].mean() > scores[labels == 0, 0].mean()
+    # detection never reports the class without an SVM
+    image = rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8)
+    outputs = (np.zeros((3, 3), np.float32), fc7[:3], np.zeros((3, 32), np.float32))
+    dets = detector.detect(image, [boxes[:3]], outputs=outputs, score_threshold=-np.inf)
+    assert len(dets[0][2]) == 1 and dets[0][2][0] == 0  # three identical boxes: one after NMS
+
+
 def test_region_dataset_keeps_the_foreground_share():
     images = np.stack([_image(), _image()])
     boxes = np.array([[12, 10, 40, 30], [44, 40, 60, 60], [0, 0, 20, 20], [30, 0, 60, 20]],

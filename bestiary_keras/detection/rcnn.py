@@ -280,7 +280,7 @@ class RCNN:
         return self.forward(images, image_index, boxes, batch_size)[1:]
 
     def fit_svms(self, fc7, labels, max_iou, negative_iou: float = 0.3, C: float = 0.01,
-                 max_negatives: int = 20000, seed: int = 0):
+                 max_negatives: int = 20000, seed: int = 0, skip_missing: bool = False):
         """One linear SVM per class (R-CNN, Sec. 2.3 and Appendix B).
 
         Positives: the ground-truth boxes of the class (rows with ``max_iou == 1`` and that
@@ -290,6 +290,9 @@ class RCNN:
         Args:
             fc7: ``(R, F)`` features; labels: ``(R,)`` ``u``; max_iou: ``(R,)`` best IoU with an
                 object (the object's class is ``labels``).
+            skip_missing: a class without any positive gets no SVM and is never detected
+                (``score_regions`` gives it -inf), instead of a ``ValueError`` (for real data
+                where a small training subset may lack a class).
         """
         from sklearn.preprocessing import StandardScaler
         from sklearn.svm import LinearSVC
@@ -306,7 +309,11 @@ class RCNN:
                 neg_ids = rng.choice(neg_ids, max_negatives, replace=False)
             pos_ids = np.flatnonzero(positive)
             if len(pos_ids) == 0:
-                raise ValueError(f"class {k} has no positive examples to train its SVM.")
+                if skip_missing:
+                    self.svms[k] = None
+                    continue
+                raise ValueError(f"class {k} has no positive examples to train its SVM "
+                                 "(skip_missing=True leaves it undetected).")
             ids = np.concatenate([pos_ids, neg_ids])
             y = np.concatenate([np.ones(len(pos_ids)), np.zeros(len(neg_ids))])
             self.svms[k] = LinearSVC(C=C, class_weight="balanced", max_iter=5000,
@@ -344,7 +351,8 @@ class RCNN:
             return np.zeros((0, self.num_classes), np.float32), np.zeros((0, self.num_classes, 4))
         if use_svm:
             x = self.scalers.transform(fc7)
-            scores = np.stack([svm.decision_function(x) for svm in self.svms], axis=1)
+            scores = np.stack([np.full(len(x), -np.inf) if svm is None
+                               else svm.decision_function(x) for svm in self.svms], axis=1)
         else:
             scores = special.softmax(logits, axis=1)[:, 1:]
         out = np.repeat(np.asarray(boxes, np.float32)[:, None], self.num_classes, axis=1)
