@@ -265,7 +265,7 @@ def test_batches_mirror_photographs_left_right_only():
     images[0, 3:9, 2:6] = 255
     boxes = np.array([[[2, 3, 6, 9]]], np.float32)
     labels = np.zeros((1, 1), np.int32)
-    kwargs = dict(batch_size=1, steps=40, seed=0)
+    kwargs = {"batch_size": 1, "steps": 40, "seed": 0}
     seen = {}
     for mode in ("horizontal", True):
         batches = yolo_data.YoloBatches(images, boxes, labels, lambda b, lab, size: b,
