@@ -14,9 +14,9 @@ tfds = pytest.importorskip("tensorflow_datasets")
 from bestiary_keras.datasets.tfds_classification import (  # noqa: E402
     CIFAR10_CLASSES,
     SMALLNORB_CATEGORIES,
+    SmallNorbViews,
     load_cifar10,
     load_mnist,
-    SmallNorbViews,
     load_smallnorb,
     smallnorb_triplets,
 )

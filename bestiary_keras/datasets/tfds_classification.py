@@ -120,7 +120,7 @@ class SmallNorbViews:
         """One id per toy, ``10 * category + instance`` (0..49): the object identity."""
         return (10 * self.category + self.instance).astype(np.int32)
 
-    def take(self, index) -> "SmallNorbViews":
+    def take(self, index) -> SmallNorbViews:
         """The views at ``index`` (integer positions or a boolean mask)."""
         return SmallNorbViews(*(np.asarray(getattr(self, f))[index] for f in (
             "images", "category", "instance", "azimuth", "elevation", "lighting")))
