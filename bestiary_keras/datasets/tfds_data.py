@@ -42,7 +42,11 @@ PET_BREEDS = (
 PET_TRIMAP_CLASSES = ("background", "pet", "border")
 """Classes of ``load_pets_segmentation`` masks (the trimap's 2, 1, 3 remapped to 0, 1, 2)."""
 
-_DOWNLOAD_SIZES = {"oxford_iiit_pet": "about 790 MB", "mnist": "about 11 MB"}
+_DOWNLOAD_SIZES = {  # the downloads of TFDS 4.9's builders, as its catalogue gives them
+    "oxford_iiit_pet": "about 790 MB", "mnist": "about 11 MB", "cifar10": "about 160 MB",
+    "smallnorb": "about 250 MB", "voc/2007": "about 870 MB", "celeb_a": "about 1.4 GB",
+    "lvis": "about 25 GB with the COCO images",
+}
 
 
 class DatasetNotAvailableError(RuntimeError):

@@ -28,24 +28,14 @@ def _load_sklearn_digits(test_fraction, seed):
 
 
 def _load_mnist(max_train, max_test, data_dir):
-    # The datasets engineer's generic reader: never downloads, raises DatasetNotAvailableError
-    # with the command that prepares the data when it is missing.
-    from bestiary_keras.datasets.tfds_data import load_tfds
+    # The one MNIST reader (datasets.tfds_classification): never downloads, raises
+    # DatasetNotAvailableError with the command that prepares the data when it is missing.
+    from bestiary_keras.datasets.tfds_classification import load_mnist
 
-    def take(split, limit):
-        dataset = load_tfds("mnist", split, data_dir=data_dir, as_supervised=True)
-        if limit is not None:
-            dataset = dataset.take(int(limit))
-        images, labels = [], []
-        for image_batch, label_batch in dataset.batch(1024).as_numpy_iterator():
-            images.append(image_batch)
-            labels.append(label_batch)
-        images = np.concatenate(images).astype(np.float32).reshape(-1, 28, 28, 1) / 255.0
-        return images, np.concatenate(labels).astype(np.int32)
-
-    x_train, y_train = take("train", max_train)
-    x_test, y_test = take("test", max_test)
-    return x_train, y_train, x_test, y_test
+    x_train, y_train = load_mnist("train", max_examples=max_train, data_dir=data_dir)
+    x_test, y_test = load_mnist("test", max_examples=max_test, data_dir=data_dir)
+    return (x_train.astype(np.float32) / 255.0, y_train,
+            x_test.astype(np.float32) / 255.0, y_test)
 
 
 def load_digits(source: str = "sklearn", *, test_fraction: float = 0.33, seed: int = 0,
