@@ -14,6 +14,7 @@ TensorFlow and TFDS are imported inside the functions, so importing this module 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 
@@ -220,18 +221,48 @@ def _image_size(image_size):
         raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}.") from None
 
 
-def _to_numpy(dataset, max_examples, name, data_dir):
-    """The examples as NumPy arrays; a shard that cannot be read gives DatasetNotAvailableError."""
+@contextlib.contextmanager
+def _reading(name, data_dir):
+    """Around the iteration of a TFDS dataset: a shard that cannot be read (corrupt or gone)
+    gives ``DatasetNotAvailableError`` with the command that prepares the data again."""
     import tensorflow as tf
 
-    if max_examples is not None:
-        dataset = dataset.take(int(max_examples))
     try:
-        batches = list(dataset.batch(256).as_numpy_iterator())
-    except (tf.errors.DataLossError, tf.errors.NotFoundError) as error:  # corrupt or gone
+        yield
+    except (tf.errors.DataLossError, tf.errors.NotFoundError) as error:
         problem = f"a record cannot be read: {type(error).__name__}"
         raise DatasetNotAvailableError(
             not_available_message(name, tfds_data_dir(data_dir), problem)) from error
+
+
+def _class_lookup(names, classes, dataset: str, hint: str = ""):
+    """The class names kept and the table from a dataset's label to the kept label (-1: dropped).
+
+    ``classes`` None keeps every name with the dataset's own labels; otherwise a sequence of
+    distinct names from ``names``, whose positions become the labels.
+    """
+    if classes is None:
+        return tuple(names), np.arange(len(names))
+    if isinstance(classes, str):
+        raise ValueError(f"classes must be a sequence of {dataset} class names, got the string "
+                         f"{classes!r} (write ({classes!r},) for one class).")
+    classes = tuple(classes)
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise ValueError(f"classes {unknown} are not {dataset} class names{hint}.")
+    if len(set(classes)) != len(classes) or not classes:
+        raise ValueError(f"classes must name each kept class once, got {classes!r}.")
+    lookup = np.full(len(names), -1)
+    lookup[[names.index(c) for c in classes]] = np.arange(len(classes))
+    return classes, lookup
+
+
+def _to_numpy(dataset, max_examples, name, data_dir):
+    """The examples as NumPy arrays; a shard that cannot be read gives DatasetNotAvailableError."""
+    if max_examples is not None:
+        dataset = dataset.take(int(max_examples))
+    with _reading(name, data_dir):
+        batches = list(dataset.batch(256).as_numpy_iterator())
     if not batches:
         return None
     return tuple(np.concatenate([b[k] for b in batches]) for k in range(len(batches[0])))

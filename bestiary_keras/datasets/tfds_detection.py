@@ -23,12 +23,11 @@ import numpy as np
 
 from bestiary_keras.datasets.scenes import SceneSet
 from bestiary_keras.datasets.tfds_data import (
-    DatasetNotAvailableError,
+    _class_lookup,
     _image_size,
+    _reading,
     _resize,
     load_tfds,
-    not_available_message,
-    tfds_data_dir,
 )
 
 __all__ = ["VOC_CLASSES", "VOC_NAME", "box_masks", "load_voc_detection"]
@@ -65,24 +64,6 @@ def box_masks(boxes, height: int, width: int):
     inside_x = (centres_x >= boxes[:, 0:1]) & (centres_x < boxes[:, 2:3])  # (K, W)
     inside_y = (centres_y >= boxes[:, 1:2]) & (centres_y < boxes[:, 3:4])  # (K, H)
     return inside_y[:, :, None] & inside_x[:, None, :]
-
-
-def _class_lookup(classes):
-    """Class names kept and the table from VOC label to output label (-1: dropped)."""
-    if classes is None:
-        return VOC_CLASSES, np.arange(len(VOC_CLASSES))
-    if isinstance(classes, str):
-        raise ValueError(f"classes must be a sequence of VOC class names, got the string "
-                         f"{classes!r} (write ({classes!r},) for one class).")
-    classes = tuple(classes)
-    unknown = [c for c in classes if c not in VOC_CLASSES]
-    if unknown:
-        raise ValueError(f"classes {unknown} are not VOC class names; choose from {VOC_CLASSES}.")
-    if len(set(classes)) != len(classes) or not classes:
-        raise ValueError(f"classes must name each kept class once, got {classes!r}.")
-    lookup = np.full(len(VOC_CLASSES), -1)
-    lookup[[VOC_CLASSES.index(c) for c in classes]] = np.arange(len(classes))
-    return classes, lookup
 
 
 def load_voc_detection(split="train", image_size=128, *, classes=None, max_objects: int = 10,
@@ -131,7 +112,8 @@ def load_voc_detection(split="train", image_size=128, *, classes=None, max_objec
     size_hw = _image_size(image_size)
     if int(max_objects) < 1:
         raise ValueError(f"max_objects must be >= 1, got {max_objects!r}.")
-    keep_names, lookup = _class_lookup(classes)
+    keep_names, lookup = _class_lookup(VOC_CLASSES, classes, "VOC",
+                                       f"; choose from {VOC_CLASSES}")
     dataset = load_tfds(VOC_NAME, split, data_dir=data_dir, download=download)
     if max_examples is not None:
         dataset = dataset.take(int(max_examples))
@@ -149,7 +131,7 @@ def load_voc_detection(split="train", image_size=128, *, classes=None, max_objec
         return image, boxes, objects["label"], objects["is_difficult"]
 
     images, all_boxes, all_labels = [], [], []
-    try:
+    with _reading(VOC_NAME, data_dir):
         for image, boxes, labels, difficult in dataset.map(convert).as_numpy_iterator():
             # on real data the three have one entry per object; tfds.testing.mock_data draws
             # their lengths independently, so only the common prefix is used
@@ -167,10 +149,6 @@ def load_voc_detection(split="train", image_size=128, *, classes=None, max_objec
             images.append(image)
             all_boxes.append(boxes[keep])
             all_labels.append(labels[keep])
-    except (tf.errors.DataLossError, tf.errors.NotFoundError) as error:  # corrupt or gone
-        problem = f"a record cannot be read: {type(error).__name__}"
-        raise DatasetNotAvailableError(
-            not_available_message(VOC_NAME, tfds_data_dir(data_dir), problem)) from error
     n, m = len(images), int(max_objects)
     out_boxes = np.zeros((n, m, 4), np.float32)
     out_labels = np.full((n, m), -1, np.int32)

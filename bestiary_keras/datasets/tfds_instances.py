@@ -24,7 +24,12 @@ import os
 import numpy as np
 
 from bestiary_keras.datasets.scenes import SceneSet
-from bestiary_keras.datasets.tfds_data import _image_size, _resize, load_tfds
+from bestiary_keras.datasets.tfds_data import (
+    _class_lookup,
+    _image_size,
+    _resize,
+    load_tfds,
+)
 
 __all__ = ["lvis_class_names", "load_lvis_instances"]
 
@@ -80,17 +85,9 @@ def load_lvis_instances(split="validation", image_size=128, *, classes=None,
     if int(min_pixels) < 1:
         raise ValueError(f"min_pixels must be >= 1 (an empty mask has no box), got "
                          f"{min_pixels!r}.")
-    names = lvis_class_names()
-    if classes is None:
-        keep_names, lookup = names, np.arange(len(names))
-    else:
-        unknown = [c for c in classes if c not in names]
-        if unknown:
-            raise ValueError(f"classes {unknown} are not LVIS class names (see "
-                             "lvis_class_names(), e.g. 'person', 'car_(automobile)').")
-        keep_names = tuple(classes)
-        lookup = np.full(len(names), -1)
-        lookup[[names.index(c) for c in classes]] = np.arange(len(classes))
+    keep_names, lookup = _class_lookup(
+        lvis_class_names(), classes, "LVIS",
+        " (see lvis_class_names(), e.g. 'person', 'car_(automobile)')")
     dataset = load_tfds("lvis", split, data_dir=data_dir, download=download)
     if max_examples is not None:
         dataset = dataset.take(int(max_examples))
