@@ -1,7 +1,18 @@
 """Training at scale: the ``full`` profile's choices in one place.
 
-One call, ``fit_profile(build_model, dataset, profile=..., steps=...)``, builds, compiles and
-trains a model with every speed and scale choice made explicitly and printed in one line:
+The notebooks train through one helper, the ``TrainingPlan`` that ``plan_for(PROFILE)`` returns
+in their set-up cell (``print(TRAINING)`` shows its choices in one line)::
+
+    TRAINING = distributed.plan_for(PROFILE)
+    with TRAINING.scope():                  # devices and precision for the model's variables
+        model = build(...)
+    model = TRAINING.compile(model, optimizer=..., loss=...)  # instead of model.compile
+    TRAINING.fit(model, batches, epochs=..., callbacks=[...])  # model.fit's arguments
+
+``fit_profile(build_model, dataset, profile=..., steps=...)`` does the same in one call. On the
+CPU, in the ``ci`` and ``default`` profiles, the plan is one replica, float32, no XLA and one step
+per execution: ``TRAINING.fit`` is then ``model.fit`` with the same arguments, step for step
+(``tests/test_distributed.py`` checks the weights are identical). The choices:
 
 - **Devices** (``strategy_for``): ``tf.distribute.MultiWorkerMirroredStrategy`` when
   ``TF_CONFIG`` names more than one worker (several machines, or several processes on one),
@@ -28,6 +39,7 @@ process: call ``strategy_for()`` (or ``fit_profile``) first in a multi-worker pr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -115,10 +127,94 @@ class TrainingPlan:
     jit_compile: bool
     steps_per_execution: int
     device: str
+    seconds: float = 0.0
+    """Seconds spent in ``fit`` so far (all models trained with this plan)."""
 
     @property
     def replicas(self) -> int:
         return int(self.strategy.num_replicas_in_sync)
+
+    @contextlib.contextmanager
+    def scope(self):
+        """Build models in here: the strategy's scope under the plan's dtype policy.
+
+        The previous global dtype policy is restored on leaving, so code outside the block
+        (evaluation helpers, other models) keeps float32.
+        """
+        previous = keras.mixed_precision.global_policy().name
+        keras.mixed_precision.set_global_policy(self.precision)
+        try:
+            with self.strategy.scope():
+                yield self
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+
+    def compile(self, model, *, optimizer, **compile_kwargs):
+        """Compiles ``model`` with the plan's choices; returns the model to train.
+
+        - ``optimizer``: a ``keras.optimizers.Optimizer``, or a function of no arguments
+          returning one (called in the strategy's scope, which several devices need). With
+          ``mixed_float16`` it is wrapped in ``keras.optimizers.LossScaleOptimizer``; models
+          with their own ``train_step`` scale their loss with ``self.optimizer.scale_loss``.
+        - Under a mixed policy a functional model whose outputs are not float32 is returned
+          wrapped: the same layers (so ``model`` trains too), each output cast to float32 by a
+          float32 linear layer, so the loss is computed in float32. Otherwise ``model`` itself.
+        - ``jit_compile`` and ``steps_per_execution`` come from the plan; ``compile_kwargs``
+          (``loss``, ``metrics``, ``loss_weights``, ...) go to ``model.compile``.
+        - The optimizer's variables are made at once (``training.build_optimizer``).
+        """
+        for key in ("jit_compile", "steps_per_execution"):
+            if key in compile_kwargs:
+                raise ValueError(f"{key}= is the plan's choice: pass it to plan_for(...).")
+        with self.scope():
+            if self.precision != "float32" and isinstance(model, keras.Model) and _functional(
+                    model):
+                model = _float32_outputs(model)
+            opt = optimizer() if callable(optimizer) and not isinstance(
+                optimizer, keras.optimizers.Optimizer) else optimizer
+            if self.precision == "mixed_float16" and not isinstance(
+                    opt, keras.optimizers.LossScaleOptimizer):
+                opt = keras.optimizers.LossScaleOptimizer(opt)
+            model.compile(optimizer=opt, jit_compile=self.jit_compile,
+                          steps_per_execution=self.steps_per_execution, **compile_kwargs)
+            build_optimizer(model)
+        return model
+
+    def fit(self, model, x=None, y=None, **fit_kwargs):
+        """Trains a model compiled by ``compile``: ``model.fit(x, y, **fit_kwargs)``.
+
+        The arguments, and their defaults, are ``model.fit``'s, so a notebook's call changes
+        from ``model.fit(...)`` to ``TRAINING.fit(model, ...)`` and nothing else. Under the
+        default or a ``MirroredStrategy`` it is ``model.fit`` (Keras splits each global batch
+        across the replicas). Under ``MultiWorkerMirroredStrategy``, whose ``model.fit`` Keras
+        3.15 cannot run, the same train step runs in a loop of its own: it needs a
+        ``tf.data.Dataset`` of global batches, ``steps_per_epoch`` and ``epochs``.
+
+        Returns:
+            Keras' ``History``. ``self.seconds`` adds up the time spent in ``fit``.
+        """
+        import tensorflow as tf
+
+        if getattr(model, "optimizer", None) is None or not model.compiled:
+            raise ValueError(f"Model {model.name!r} is not compiled: call "
+                             "plan.compile(model, optimizer=..., ...) first.")
+        start = time.perf_counter()
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            steps = fit_kwargs.pop("steps_per_epoch", None)
+            if not isinstance(x, tf.data.Dataset) or y is not None or steps is None:
+                raise ValueError("A multi-worker run trains on a tf.data.Dataset of (x, y) "
+                                 "global batches with steps_per_epoch=...: use "
+                                 "array_dataset(...) or batches.dataset(epochs).")
+            options = {"epochs": 1, "callbacks": None, "verbose": 0, "initial_epoch": 0}
+            unused = sorted(set(fit_kwargs) - set(options) - {"shuffle"})
+            if unused:
+                raise ValueError(f"{unused}: not supported by the multi-worker loop.")
+            options.update({k: v for k, v in fit_kwargs.items() if k in options})
+            history = _fit_multi_worker(model, x, steps=int(steps), **options)
+        else:
+            history = model.fit(x, y, **fit_kwargs)
+        self.seconds += time.perf_counter() - start
+        return history
 
     def __str__(self) -> str:
         import tensorflow as tf
@@ -149,6 +245,8 @@ def plan_for(profile: str, *, devices=None, strategy=None, precision: str | None
         jit_compile: compile the train step with XLA.
         steps_per_execution: training steps per ``tf.function`` call (a whole number >= 1).
     """
+    import tensorflow as tf
+
     runtime.check_profile(profile)
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} must be None (chosen by profile) or one of "
@@ -161,12 +259,24 @@ def plan_for(profile: str, *, devices=None, strategy=None, precision: str | None
         raise ValueError(f"steps_per_execution={steps_per_execution!r} must be a whole number "
                          ">= 1.")
     strategy = strategy if strategy is not None else strategy_for(devices)
+    if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and steps_per_execution != 1):
+        raise ValueError(f"steps_per_execution={steps_per_execution!r} with several workers: "
+                         "the multi-worker loop runs one step per call; use 1.")
     gpus = runtime.devices()
     if precision is None:
         precision = "mixed_float16" if profile == "full" and gpus else "float32"
     device = (f"{len(gpus)} GPU(s)" if gpus else "CPU") if devices is None else ", ".join(devices)
     return TrainingPlan(profile, strategy, precision, bool(jit_compile),
                         int(steps_per_execution), device)
+
+
+def _functional(model) -> bool:
+    """Whether ``model`` is a functional (or Sequential) model with symbolic outputs."""
+    try:
+        return bool(model.outputs)
+    except (AttributeError, ValueError):
+        return False
 
 
 def _float32_outputs(model):
@@ -225,39 +335,17 @@ def fit_profile(build_model, dataset, *, profile: str, steps: int, optimizer, lo
         raise ValueError(f"build_model={build_model!r} must be a function returning a model.")
     plan = plan_for(profile, devices=devices, strategy=strategy, precision=precision,
                     jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-    if (isinstance(plan.strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and plan.steps_per_execution != 1):
-        raise ValueError(f"steps_per_execution={steps_per_execution!r} with several workers: "
-                         "the multi-worker loop runs one step per call; use 1.")
     if log is not None:
         log(str(plan))
-    previous = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(plan.precision)
-    try:
-        with plan.strategy.scope():
-            model = _float32_outputs(build_model())
-            opt = optimizer() if callable(optimizer) and not isinstance(
-                optimizer, keras.optimizers.Optimizer) else optimizer
-            if plan.precision == "mixed_float16" and not isinstance(
-                    opt, keras.optimizers.LossScaleOptimizer):
-                opt = keras.optimizers.LossScaleOptimizer(opt)
-            model.compile(optimizer=opt, loss=loss, metrics=metrics,
-                          jit_compile=plan.jit_compile,
-                          steps_per_execution=plan.steps_per_execution)
-            build_optimizer(model)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    start = time.perf_counter()
-    if isinstance(plan.strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        history = _fit_multi_worker(model, dataset, epochs=int(epochs), steps=int(steps),
-                                    callbacks=callbacks, verbose=verbose)
-    else:
-        history = model.fit(dataset, epochs=epochs, steps_per_epoch=int(steps),
-                            callbacks=callbacks, verbose=verbose, shuffle=False)
-    return ProfileFit(model, history, plan, time.perf_counter() - start)
+    with plan.scope():
+        model = build_model()
+    model = plan.compile(model, optimizer=optimizer, loss=loss, metrics=metrics)
+    history = plan.fit(model, dataset, epochs=epochs, steps_per_epoch=int(steps),
+                       callbacks=callbacks, verbose=verbose, shuffle=False)
+    return ProfileFit(model, history, plan, plan.seconds)
 
 
-def _fit_multi_worker(model, dataset, *, epochs, steps, callbacks, verbose):
+def _fit_multi_worker(model, dataset, *, epochs, steps, callbacks, verbose, initial_epoch):
     """``model.fit`` for ``MultiWorkerMirroredStrategy``, which Keras 3.15's ``fit`` cannot run.
 
     Its ``fit`` fails twice under that strategy (keras-team/keras#20585,
@@ -287,7 +375,8 @@ def _fit_multi_worker(model, dataset, *, epochs, steps, callbacks, verbose):
         verbose=verbose, epochs=epochs, steps=steps)
     model.stop_training = False
     callback_list.on_train_begin()
-    for epoch in range(epochs):
+    epoch_logs = {}
+    for epoch in range(initial_epoch, epochs):
         model.reset_metrics()
         callback_list.on_epoch_begin(epoch)
         for step in range(steps):

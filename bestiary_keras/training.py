@@ -11,8 +11,23 @@ import keras
 import numpy as np
 
 __all__ = [
-    "build_optimizer", "history_dict", "StepHistory", "time_per_image",
+    "as_float32", "build_optimizer", "history_dict", "StepHistory", "time_per_image",
 ]
+
+
+def as_float32(outputs):
+    """``outputs`` (a tensor or a nested structure) cast to float32, for the losses.
+
+    Under a mixed dtype policy (``distributed.plan_for(..., precision="mixed_float16")``) a
+    network's outputs are float16; models whose ``train_step`` computes its own loss cast them
+    here, so the loss and the box decoding run in float32. Under float32 it changes nothing
+    (a cast to the same dtype returns its input).
+    """
+    from keras import ops
+
+    return keras.tree.map_structure(
+        lambda t: ops.cast(t, "float32") if keras.backend.is_float_dtype(t.dtype) else t,
+        outputs)
 
 
 def history_dict(history) -> dict[str, list[float]]:

@@ -233,3 +233,140 @@ def test_array_dataset_gives_seeded_full_batches_of_every_example():
     assert len(list(doubled)) == 2  # 10 examples, batches of 4: the remainder is dropped
     with pytest.raises(ValueError, match="batch_size=11"):
         array_dataset(x, batch_size=11)
+
+
+# ----------------------------------------------------------------------------- the notebooks' use
+class _Batches(keras.utils.PyDataset):
+    """Six seeded batches, as the chapters' SeededBatches give them."""
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(1)
+        self.x = rng.normal(size=(48, 6, 6, 2)).astype("float32")
+        self.y = (self.x.mean(axis=(1, 2, 3)) > 0).astype("int32")
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, index):
+        return self.x[8 * index:8 * index + 8], self.y[8 * index:8 * index + 8]
+
+
+def _small_net():
+    inputs = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(4, 3)(inputs)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.Dropout(0.3)(keras.layers.Activation("relu")(h))
+    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(h)))
+
+
+def _weights_after(train):
+    keras.utils.set_random_seed(3)
+    return train()
+
+
+def test_the_plan_on_the_cpu_trains_exactly_as_model_fit():
+    """What the notebooks rely on: TRAINING.scope / compile / fit change nothing on the CPU."""
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    data = _Batches()
+    weights = np.random.default_rng(2).uniform(0.5, 2, 48).astype("float32")
+
+    def plain():
+        model = _small_net()
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
+        model.fit(data, epochs=2, verbose=0)  # Keras' default: the batch order is shuffled
+        model.fit(data.x, data.y, sample_weight=weights, batch_size=16, epochs=1, verbose=0)
+        return model.get_weights()
+
+    for profile in ("ci", "default"):
+        def planned():
+            plan = plan_for(profile)
+            with plan.scope():
+                model = _small_net()
+            trained = plan.compile(model, optimizer=keras.optimizers.Adam(1e-2), loss=loss)
+            assert trained is model  # float32: no output wrapper
+            plan.fit(model, data, epochs=2, verbose=0)
+            plan.fit(model, data.x, data.y, sample_weight=weights, batch_size=16, epochs=1,
+                     verbose=0)
+            assert plan.seconds > 0
+            return model.get_weights()
+
+        for a, b in zip(_weights_after(plain), _weights_after(planned), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_plan_compile_and_fit_check_their_arguments():
+    plan = plan_for("ci")
+    with pytest.raises(ValueError, match="jit_compile= is the plan's choice"):
+        plan.compile(_small_net(), optimizer="sgd", loss="mse", jit_compile=True)
+    with pytest.raises(ValueError, match="not compiled"):
+        plan.fit(_small_net(), _Batches())
+    assert "float32" in str(plan) and "1 step(s) per execution" in str(plan)
+
+
+def test_mixed_precision_plan_wraps_functional_outputs_and_restores_the_policy():
+    plan = plan_for("full", precision="mixed_float16")
+    with plan.scope():
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+        model = _small_net()
+    assert keras.mixed_precision.global_policy().name == "float32"
+    trained = plan.compile(model, optimizer=lambda: keras.optimizers.SGD(0.01),
+                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert trained is not model and trained.output.dtype == "float32"
+    assert model.output.dtype == "float16"  # the same layers, trained through the wrapper
+    assert isinstance(trained.optimizer, keras.optimizers.LossScaleOptimizer)
+    before = [w.copy() for w in model.get_weights()]
+    history = plan.fit(trained, _Batches(), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def _detector_batch():
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    boxes = np.zeros((2, 2, 4), np.float32)
+    boxes[0, 0] = [4, 4, 20, 20]
+    labels = np.array([[1, -1], [-1, -1]], np.int32)
+    proposals = np.zeros((2, 5, 4), np.float32)
+    valid = np.zeros((2, 5), bool)
+    proposals[0, :2], valid[0, :2] = [[3, 3, 19, 21], [6, 2, 22, 18]], True
+    return {"images": images, "boxes": boxes, "labels": labels, "proposals": proposals,
+            "proposal_valid": valid}
+
+
+@pytest.mark.parametrize("name", ["fast_rcnn", "faster_rcnn", "view_synthesis"])
+def test_models_with_their_own_train_step_scale_the_loss(name):
+    """Under mixed_float16 their train_step multiplies the loss by the loss scale, and the
+    LossScaleOptimizer divides the gradients by it: one step moves the weights as in float32
+    would not be checkable on float16, so check the scaling is used and the step is finite."""
+    from bestiary_keras.datasets import video
+    from bestiary_keras.depth import networks
+    from bestiary_keras.detection import fast_rcnn, faster_rcnn
+
+    plan = plan_for("full", precision="mixed_float16")
+    keras.utils.set_random_seed(0)
+    with plan.scope():
+        if name == "fast_rcnn":
+            model = fast_rcnn.fast_rcnn((32, 32, 3), 3, widths=(4, 4, 4, 8), pool_size=2,
+                                        fc_units=(8,), rois_per_image=4)
+            batch = _detector_batch()
+        elif name == "faster_rcnn":
+            model = faster_rcnn.faster_rcnn((32, 32, 3), 3, widths=(4, 4, 4, 8),
+                                            anchor_scales=(8, 16), rpn_width=8, pool_size=2,
+                                            fc_units=(8,), rois_per_image=4, post_nms_train=8,
+                                            post_nms_test=8)
+            batch = {k: v for k, v in _detector_batch().items() if not k.startswith("propos")}
+        else:
+            model = networks.ViewSynthesis(
+                networks.disp_net((32, 48, 3), filters=(8, 8, 16, 16)),
+                networks.pose_exp_net((32, 48, 3), filters=(8, 8, 16, 16, 16)),
+                video.default_intrinsics(32, 48))
+            batch = video.make_video_snippets(2, (32, 48), seed=7, cache=False).frames
+            batch = batch.astype("float32") / 255
+    model = plan.compile(model, optimizer=keras.optimizers.SGD(1e-3), run_eagerly=True)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    scaled = []
+    original = model.optimizer.scale_loss
+    model.optimizer.scale_loss = lambda loss: scaled.append(loss) or original(loss)
+    logs = model.train_on_batch(batch, return_dict=True)
+    assert len(scaled) == 1
+    assert all(np.isfinite(v) for v in logs.values())

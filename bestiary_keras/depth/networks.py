@@ -19,6 +19,7 @@ import numpy as np
 from keras import layers, ops
 
 from bestiary_keras.depth import geometry, losses
+from bestiary_keras.training import as_float32
 
 __all__ = ["NUM_SCALES", "ViewSynthesis", "disp_net", "image_pyramid", "pose_exp_net"]
 
@@ -195,7 +196,7 @@ class ViewSynthesis(keras.Model):
         disparities = self.disparity(target, training=training)
         out = self.pose(ops.concatenate([target] + sources, axis=-1), training=training)
         poses, masks = (out[0], list(out[1:])) if self.explainability else (out, [])
-        return disparities, poses, masks
+        return as_float32((disparities, poses, masks))  # float32 under a mixed policy
 
     def loss_terms(self, snippets, training=False):
         """``(total, photometric, smoothness, explainability)`` for one batch of snippets."""
@@ -230,8 +231,9 @@ class ViewSynthesis(keras.Model):
         snippets = data[0] if isinstance(data, (list, tuple)) else data
         with tf.GradientTape() as tape:
             terms = self.loss_terms(snippets, training=True)
+            scaled = self.optimizer.scale_loss(terms[0])  # loss scaling under mixed_float16
         variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(terms[0], variables), variables))
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         for tracker, value in zip(self.trackers.values(), terms):
             tracker.update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}

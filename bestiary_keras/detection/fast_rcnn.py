@@ -33,6 +33,7 @@ import numpy as np
 from keras import layers, ops
 
 from bestiary_keras import geometry
+from bestiary_keras.training import as_float32
 from bestiary_keras.detection import boxes as box_utils
 from bestiary_keras.detection.backbones import square_image_size, vgg_backbone
 from bestiary_keras.detection.roi_pooling import RoIMaxPooling
@@ -275,7 +276,7 @@ class FastRCNN(keras.Model):
         logits, deltas = self.head(flat, training=training)
         logits = ops.reshape(logits, (shape[0], shape[1], self.num_classes + 1))
         deltas = ops.reshape(deltas, (shape[0], shape[1], self.num_classes, 4))
-        return logits, deltas
+        return as_float32((logits, deltas))  # float32 under a mixed policy
 
     def call(self, inputs, training=False):
         features = self.body(inputs["images"], training=training)
@@ -296,7 +297,8 @@ class FastRCNN(keras.Model):
         data, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             loss, l_cls, l_loc = self.compute_losses(data, training=True)
-        grads = tape.gradient(loss, self.trainable_variables)
+            scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
+        grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         for key, value in zip(("loss", "l_cls", "l_loc"), (loss, l_cls, l_loc)):
             self.trackers[key].update_state(value)

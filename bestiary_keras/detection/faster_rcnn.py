@@ -26,6 +26,7 @@ import numpy as np
 from keras import layers, ops
 
 from bestiary_keras import geometry
+from bestiary_keras.training import as_float32
 from bestiary_keras.detection import boxes as box_utils
 from bestiary_keras.detection.backbones import square_image_size, vgg_backbone
 from bestiary_keras.detection.roi_pooling import RoIMaxPooling
@@ -244,16 +245,16 @@ class FasterRCNN(keras.Model):
         shape = ops.shape(pooled)
         flat = ops.reshape(pooled, (-1,) + tuple(pooled.shape[2:]))
         logits, deltas = self.head(flat, training=training)
-        return (ops.reshape(logits, (shape[0], shape[1], self.num_classes + 1)),
-                ops.reshape(deltas, (shape[0], shape[1], self.num_classes, 4)))
+        return as_float32((ops.reshape(logits, (shape[0], shape[1], self.num_classes + 1)),
+                           ops.reshape(deltas, (shape[0], shape[1], self.num_classes, 4))))
 
     def call(self, images, training=False):
         features = self.body(images, training=training)
-        return self.rpn(features, training=training)
+        return as_float32(self.rpn(features, training=training))
 
     def compute_losses(self, data, training=True):
         features = self.body(data["images"], training=training)
-        rpn_logits, rpn_deltas = self.rpn(features, training=training)
+        rpn_logits, rpn_deltas = as_float32(self.rpn(features, training=training))
         anchor_labels, anchor_targets = rpn_targets(
             self.anchors, data["boxes"], data["labels"], self.rpn_samples, seed=self.seed_generator)
         loss_rpn, rpn_cls, rpn_reg = rpn_loss(anchor_labels, rpn_logits, anchor_targets,
@@ -281,7 +282,8 @@ class FasterRCNN(keras.Model):
         data, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             loss, terms = self.compute_losses(data, training=True)
-        grads = tape.gradient(loss, self.trainable_variables)
+            scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
+        grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         return self._track(loss, terms)
 
@@ -293,14 +295,14 @@ class FasterRCNN(keras.Model):
     def proposals_batch(self, images, post_nms=None, pre_nms=None):
         """RPN proposals ``(B, P, 4)``, scores and validity for a batch (test settings)."""
         features = self.body(images, training=False)
-        logits, deltas = self.rpn(features, training=False)
+        logits, deltas = as_float32(self.rpn(features, training=False))
         return propose(self.anchors, logits, deltas, self.image_size,
                        pre_nms or self.pre_nms_test, post_nms or self.post_nms_test)
 
     def detect_batch(self, images):
         """The whole test-time network on one batch: padded ``(boxes, scores, classes, count)``."""
         features = self.body(images, training=False)
-        logits, deltas = self.rpn(features, training=False)
+        logits, deltas = as_float32(self.rpn(features, training=False))
         proposals, _, valid = propose(self.anchors, logits, deltas, self.image_size,
                                       self.pre_nms_test, self.post_nms_test)
         cls_logits, box_deltas = self.head_outputs(features, proposals, training=False)

@@ -29,6 +29,7 @@ from keras import layers, ops
 
 from bestiary_keras.augment import flip_boxes
 from bestiary_keras.batching import SeededBatches
+from bestiary_keras.training import as_float32
 from bestiary_keras.detection import boxes as box_utils
 from bestiary_keras.detection import faster_rcnn as frcnn
 from bestiary_keras.detection.fast_rcnn import (
@@ -277,11 +278,11 @@ class MaskRCNN(frcnn.FasterRCNN):
         shape = ops.shape(pooled)
         logits = self.mask_net(ops.reshape(pooled, (-1,) + tuple(pooled.shape[2:])),
                                training=training)
-        return ops.reshape(logits, (shape[0], shape[1]) + tuple(logits.shape[1:]))
+        return as_float32(ops.reshape(logits, (shape[0], shape[1]) + tuple(logits.shape[1:])))
 
     def compute_losses(self, data, training=True):
         fine, coarse = self.features(data["images"], training=training)
-        rpn_logits, rpn_deltas = self.rpn(coarse, training=training)
+        rpn_logits, rpn_deltas = as_float32(self.rpn(coarse, training=training))
         anchor_labels, anchor_targets = frcnn.rpn_targets(
             self.anchors, data["boxes"], data["labels"], self.rpn_samples, seed=self.seed_generator)
         loss_rpn, rpn_cls, rpn_reg = frcnn.rpn_loss(anchor_labels, rpn_logits, anchor_targets,
@@ -322,7 +323,7 @@ class MaskRCNN(frcnn.FasterRCNN):
     def segment_batch(self, images):
         """Test time: boxes as in Faster R-CNN, then one mask per detected box."""
         fine, coarse = self.features(images, training=False)
-        rpn_logits, rpn_deltas = self.rpn(coarse, training=False)
+        rpn_logits, rpn_deltas = as_float32(self.rpn(coarse, training=False))
         proposals, _, valid = frcnn.propose(self.anchors, rpn_logits, rpn_deltas, self.image_size,
                                             self.pre_nms_test, self.post_nms_test)
         cls_logits, box_deltas = self.head_outputs(coarse, proposals, training=False)
