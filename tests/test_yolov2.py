@@ -286,6 +286,32 @@ def test_ablation_detectors_and_pretraining_run():
     assert encode(boxes, np.array([[1]]), 80).shape == (1, 10, 10, 3, 8)
 
 
+def test_pretrain_classifier_through_the_ci_plan_trains_exactly_as_without_it():
+    """training=plan_for("ci") (scope, plan.compile, train_on_batch) against training=None."""
+    from bestiary_keras import distributed
+
+    config = dict(ablation.ablation_configs())["+ batch norm"]
+    images = np.random.default_rng(1).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+
+    def pretrain(training):
+        keras.utils.set_random_seed(5)
+        if training is None:
+            backbone = ablation.new_backbone(config)
+        else:
+            with training.scope():
+                backbone = ablation.new_backbone(config)
+        accuracy = ablation.pretrain_classifier(backbone, images, labels, num_classes=3, steps=5,
+                                                batch_size=4, seed=2, training=training)
+        return accuracy, backbone.get_weights()
+
+    plain_accuracy, plain = pretrain(None)
+    planned_accuracy, planned = pretrain(distributed.plan_for("ci"))
+    assert planned_accuracy == plain_accuracy
+    for a, b in zip(plain, planned, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 # ----------------------------------------------------------------------------- figures
 def test_speed_accuracy_draws_one_labelled_point_per_detector_and_names_the_missing():
     import matplotlib

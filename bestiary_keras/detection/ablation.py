@@ -31,10 +31,13 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass
 class AblationDetector:
     """One ablation row's detector: the model, its loss, its target encoder
-    ``encode(boxes, labels, size)`` and its decoder ``detect(predictions, scale=1.0)``."""
+    ``encode(boxes, labels, size)`` and its decoder ``detect(predictions, scale=1.0)``.
+
+    ``model`` may be replaced by the model to train, ``row.model = TRAINING.compile(row.model,
+    ...)`` (under mixed precision a wrapper with float32 outputs)."""
 
     model: keras.Model
     loss: keras.losses.Loss
@@ -141,9 +144,16 @@ class ClassifierBatches(SeededBatches):
 
 
 def pretrain_classifier(backbone: keras.Model, images, labels, *, num_classes: int, steps: int,
-                        batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0) -> float:
+                        batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
+                        training=None) -> float:
     """Trains ``backbone`` as a classifier (``backbone_classifier``) for ``steps`` batches of
     ``images`` (any size the backbone takes), ``ClassifierBatches`` with random flips.
+
+    Args:
+        training: ``None`` (plain ``model.compile``) or a ``distributed.TrainingPlan``: the
+            classifier's head is built in its scope and compiled by it (devices, precision);
+            ``train_on_batch`` then runs under the plan's strategy. On the CPU in the ``ci``
+            and ``default`` profiles both give the same weights.
 
     Returns:
         The training accuracy over the last 20% of the steps.
@@ -151,9 +161,16 @@ def pretrain_classifier(backbone: keras.Model, images, labels, *, num_classes: i
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps!r}.")
     batches = ClassifierBatches(images, labels, batch_size=batch_size, steps=steps, seed=seed)
-    classifier = yolov2.backbone_classifier(backbone, num_classes)
-    classifier.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if training is None:
+        classifier = yolov2.backbone_classifier(backbone, num_classes)
+        classifier.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    else:
+        with training.scope():
+            classifier = yolov2.backbone_classifier(backbone, num_classes)
+        classifier = training.compile(classifier,
+                                      optimizer=lambda: keras.optimizers.Adam(learning_rate),
+                                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     correct = seen = 0
     for step in range(int(steps)):
         _, accuracy = classifier.train_on_batch(*batches[step])
