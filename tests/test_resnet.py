@@ -289,6 +289,26 @@ def test_train_for_steps_gives_identical_runs_for_identical_models():
     assert abs(a.history["loss"][0] - expected) < 0.5
 
 
+def test_train_for_steps_with_the_ci_plan_trains_exactly_as_without():
+    from bestiary_keras import distributed
+
+    rng = np.random.default_rng(2)
+    x = rng.uniform(size=(32, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 3, size=32)
+    plain = _tiny_model(0)
+    a = experiments.train_for_steps(plain, x, y, steps=4, batch_size=8, seed=1)
+    plan = distributed.plan_for("ci")
+    keras.utils.set_random_seed(0)
+    with plan.scope():
+        planned = rn.cifar_resnet(1, filters=(4, 4, 4), input_shape=(8, 8, 3), num_classes=3)
+    planned = plan.compile(planned, optimizer=keras.optimizers.SGD(0.1),
+                           loss="sparse_categorical_crossentropy")
+    b = experiments.train_for_steps(planned, x, y, steps=4, batch_size=8, seed=1, training=plan)
+    assert a.history["loss"] == b.history["loss"] and plan.seconds > 0
+    for u, v in zip(plain.get_weights(), planned.get_weights(), strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
 def test_train_for_steps_records_each_batch_not_running_means():
     # Plain SGD with a zero learning rate and no BN: nothing changes, so each recorded loss
     # must be the loss of that step's own batch (a running mean would blend them).

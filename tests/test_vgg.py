@@ -236,6 +236,27 @@ def test_compile_localiser_trains_one_step():
         P.compile_localiser(model, learning_rate=0.0)
 
 
+def test_compile_localiser_with_the_ci_plan_trains_exactly_as_without():
+    from bestiary_keras import distributed
+
+    x = np.random.default_rng(1).normal(size=(8, 32, 32, 3)).astype(np.float32)
+    targets = P.localisation_targets(np.array([0, 1, 2, 0, 1, 2, 0, 1]),
+                                     np.array([[4, 4, 20, 24]] * 8, np.float32), 32)
+
+    def trained(plan):
+        keras.utils.set_random_seed(4)
+        model = V.vgg("A", input_shape=(32, 32, 3), num_classes=3, base_width=4, fc_units=8,
+                      box_head=True, dropout=0.5, weight_decay=5e-4)
+        compiled = P.compile_localiser(model, learning_rate=0.01, training=plan)
+        assert compiled is model and compiled.optimizer.built
+        fit = compiled.fit if plan is None else lambda *a, **k: plan.fit(compiled, *a, **k)
+        fit(x, targets, batch_size=4, epochs=2, verbose=0)
+        return model.get_weights()
+
+    for a, b in zip(trained(None), trained(distributed.plan_for("ci")), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_rescore_and_merge_hand_worked():
     # A 32x32 image with a white square [8, 8, 24, 24] on black. The "classification network"
     # sees an 8x8 crop and says p(class 0) = fraction of white pixels, p(class 1) = the rest.

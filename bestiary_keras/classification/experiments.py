@@ -120,7 +120,8 @@ def conv_kernel_gradient_norms(model, images, labels, *, from_logits=False):
     }
 
 
-def train_for_steps(model, images, labels, *, steps, batch_size, seed=0, verbose=0):
+def train_for_steps(model, images, labels, *, steps, batch_size, seed=0, verbose=0,
+                    training=None):
     """Trains a compiled model for exactly ``steps`` steps on batches fixed by ``seed``.
 
     Every model trained with the same arguments sees the same batches in the same order
@@ -137,6 +138,8 @@ def train_for_steps(model, images, labels, *, steps, batch_size, seed=0, verbose
         batch_size: examples per step.
         seed: seed of the batch order (see ``batching.step_indices``).
         verbose: passed to ``fit`` (e.g. ``runtime.fit_verbose()`` for a progress bar).
+        training: ``None`` (plain ``model.fit``) or the ``distributed.TrainingPlan`` that
+            compiled ``model``: it then trains through ``training.fit``.
 
     Returns:
         The ``training.StepHistory``: ``history["loss"]`` has one value per step, the loss of
@@ -146,6 +149,10 @@ def train_for_steps(model, images, labels, *, steps, batch_size, seed=0, verbose
     order = step_indices(len(images), batch_size, steps, seed)
     batches = GatheredBatches(images, labels, batch_size=batch_size, order=order)
     history = StepHistory(per_batch=True)
-    model.fit(batches.dataset(), epochs=1, steps_per_epoch=int(steps), shuffle=False,
-              callbacks=[history], verbose=verbose)
+    options = {"epochs": 1, "steps_per_epoch": int(steps), "shuffle": False,
+               "callbacks": [history], "verbose": verbose}
+    if training is None:
+        model.fit(batches.dataset(), **options)
+    else:  # the plan's fit: model.fit, or its own loop on several workers
+        training.fit(model, batches.dataset(), **options)
     return history

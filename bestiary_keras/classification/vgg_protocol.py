@@ -62,27 +62,37 @@ def localisation_targets(labels, boxes, image_size: int) -> dict:
 
 
 def compile_localiser(model: keras.Model, *, learning_rate: float = 0.01, momentum: float = 0.9,
-                      box_loss_weight: float = 1.0) -> keras.Model:
+                      box_loss_weight: float = 1.0, training=None) -> keras.Model:
     """Compiles a ``vgg.vgg(..., box_head=True)`` model with the paper's optimiser.
 
     Mini-batch SGD with momentum 0.9; the loss is the soft-max cross-entropy (multinomial
     logistic regression) plus ``box_loss_weight`` times ``per_class_box_loss``; weight decay
     and dropout are part of the model (``vgg.vgg(weight_decay=..., dropout=...)``).
 
+    Args:
+        training: ``None`` (plain ``model.compile``) or a ``distributed.TrainingPlan``: the
+            model is then compiled by ``training.compile`` (its devices and precision; the
+            optimizer is made in the plan's scope).
+
     Returns:
-        The same model, compiled (metric: classification accuracy).
+        The model to train: ``model`` itself, compiled (metric: classification accuracy), or,
+        under a mixed-precision plan, ``training.compile``'s wrapper around its layers.
     """
     if learning_rate <= 0 or not 0 <= momentum < 1 or box_loss_weight < 0:
         raise ValueError(
             f"learning_rate={learning_rate!r} must be > 0, momentum={momentum!r} in [0, 1) and "
             f"box_loss_weight={box_loss_weight!r} >= 0."
         )
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum),
-        loss={"predictions": "sparse_categorical_crossentropy", "boxes": per_class_box_loss},
-        loss_weights={"predictions": 1.0, "boxes": box_loss_weight},
-        metrics={"predictions": "accuracy"},
-    )
+    losses = {
+        "loss": {"predictions": "sparse_categorical_crossentropy", "boxes": per_class_box_loss},
+        "loss_weights": {"predictions": 1.0, "boxes": box_loss_weight},
+        "metrics": {"predictions": "accuracy"},
+    }
+    if training is not None:  # builds the optimizer's variables too
+        return training.compile(
+            model, optimizer=lambda: keras.optimizers.SGD(learning_rate, momentum=momentum),
+            **losses)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum), **losses)
     return build_optimizer(model)  # momentum buffers now, not while tracing the first step
 
 
