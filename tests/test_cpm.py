@@ -111,3 +111,33 @@ def test_learns_on_a_tiny_set():
     after = cpm.predict_keypoints(model, figures.images)
     assert len(after) == 2 and after[-1].shape == (32, 14, 3)
     assert heatmaps.pck(keypoints, after[-1]) > max(0.5, before + 0.3)  # seed 0: 0.01 -> 0.84
+
+
+def test_compile_with_a_training_plan_trains_exactly_as_without():
+    """``training=distributed.plan_for("ci")`` (the notebook's TRAINING on the CPU) gives the
+    same weights, step for step, as the plain ``model.compile`` + ``model.fit``."""
+    from bestiary_keras import distributed
+
+    figures = make_figures(8, 64, seed=0, cache=False)
+
+    def trained(plan):
+        keras.utils.set_random_seed(0)
+        batches = cpm.CPMBatches(figures.images, figures.keypoints[:, 0], stages=2, sigma=3.0,
+                                 batch_size=4, steps=2, seed=0)
+        if plan is None:
+            model = cpm.compile_cpm(cpm.cpm(stages=2, stage_filters=8), steps=4)
+            start = model.get_weights()
+            model.fit(batches, epochs=2, verbose=0)
+        else:
+            with plan.scope():
+                net = cpm.cpm(stages=2, stage_filters=8)
+            model = cpm.compile_cpm(net, steps=4, training=plan)
+            assert model is net and model.optimizer.built  # float32: no wrapper
+            start = model.get_weights()
+            plan.fit(model, batches, epochs=2, verbose=0)
+        after = model.get_weights()
+        assert any(not np.array_equal(w, v) for w, v in zip(after, start))  # it trained
+        return after
+
+    for a, b in zip(trained(None), trained(distributed.plan_for("ci")), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -157,3 +157,39 @@ def test_mean_pose_baseline_and_true_people():
     with pytest.raises(ValueError, match="train_boxes"):
         evaluation.mean_pose_baseline(figures.keypoints, figures.boxes[:, :1],
                                       figures.num_people, figures.boxes, figures.num_people)
+
+
+def test_compile_with_a_training_plan_trains_exactly_as_without():
+    """``training=distributed.plan_for("ci")`` gives the same weights as plain ``compile`` and
+    ``fit``, also over two ``fit`` calls that continue each other (the notebook's split)."""
+    from bestiary_keras import distributed
+
+    figures = make_figures(8, 64, people=(2, 3), seed=3, cache=False)
+    maps_true, pafs_true = openpose.openpose_targets(
+        figures.keypoints, figures.person_masks, LIMBS, image_size=64, map_size=16, sigma=3.0)
+
+    def trained(plan):
+        keras.utils.set_random_seed(0)
+        batches = openpose.OpenPoseBatches(figures.images, maps_true, pafs_true, stages=2,
+                                           batch_size=4, steps=2, seed=0)
+        if plan is None:
+            model = openpose.compile_openpose(openpose.openpose(**SMALL), 3e-3, steps=4)
+            start = model.get_weights()
+            model.fit(batches, epochs=1, verbose=0)
+            batches.epoch -= 1
+            model.fit(batches, initial_epoch=1, epochs=2, verbose=0)
+        else:
+            with plan.scope():
+                net = openpose.openpose(**SMALL)
+            model = openpose.compile_openpose(net, 3e-3, steps=4, training=plan)
+            assert model is net and model.optimizer.built  # float32: no wrapper
+            start = model.get_weights()
+            plan.fit(model, batches, epochs=1, verbose=0)
+            batches.epoch -= 1
+            plan.fit(model, batches, initial_epoch=1, epochs=2, verbose=0)
+        after = model.get_weights()
+        assert any(not np.array_equal(w, v) for w, v in zip(after, start))  # it trained
+        return after
+
+    for a, b in zip(trained(None), trained(distributed.plan_for("ci")), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -113,16 +113,21 @@ def cpm(input_shape=(64, 64, 3), num_joints: int = 14, *, stages: int = 3,
     return keras.Model(images, beliefs, name=name)
 
 
-def compile_cpm(model, *, learning_rate=1e-3, stage_weights=None, steps=None):
+def compile_cpm(model, *, learning_rate=1e-3, stage_weights=None, steps=None, training=None):
     """Compiles ``model`` with the masked L2 loss on every stage.
 
     Args:
         stage_weights: one weight per stage; default all 1 (intermediate supervision).
             ``(0, ..., 0, 1)`` trains on the last stage's loss only (the ablation).
         steps: when given, the learning rate decays by 10x for the last quarter of the steps.
+        training: ``None`` (``model.compile``) or a ``distributed.TrainingPlan``, which
+            compiles through ``training.compile`` (its precision, XLA and devices; build the
+            model under ``training.scope()``) and makes the optimizer's variables at once.
 
     Returns:
-        ``model``.
+        The model to train: ``model``, or with a plan what ``training.compile`` returns
+        (``model`` itself in float32; under mixed precision the same layers with float32
+        outputs).
     """
     stages = len(model.outputs)
     weights = [1.0] * stages if stage_weights is None else [float(w) for w in stage_weights]
@@ -132,6 +137,9 @@ def compile_cpm(model, *, learning_rate=1e-3, stage_weights=None, steps=None):
     if steps is not None:
         learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
             [int(0.75 * steps)], [learning_rate, learning_rate / 10])
+    if training is not None:
+        return training.compile(model, optimizer=lambda: keras.optimizers.Adam(learning_rate),
+                                loss=[MaskedL2() for _ in range(stages)], loss_weights=weights)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=[MaskedL2() for _ in range(stages)], loss_weights=weights)
     return model

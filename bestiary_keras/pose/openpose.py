@@ -169,19 +169,31 @@ def openpose_targets(keypoints, person_masks, limbs, *, image_size: int, map_siz
     return pack_targets(maps, map_mask), pack_targets(pafs, paf_mask)
 
 
-def compile_openpose(model, learning_rate=1e-3, *, steps: int | None = None, **compile_kwargs):
+def compile_openpose(model, learning_rate=1e-3, *, steps: int | None = None, training=None,
+                     **compile_kwargs):
     """Compiles with Adam and one ``MaskedL2`` per stage and branch (their sum is the paper's f).
 
     Args:
         learning_rate: Adam's step size.
         steps: when given, the learning rate drops 10x for the last quarter of the steps.
+        training: ``None`` (``model.compile``) or a ``distributed.TrainingPlan``, which
+            compiles through ``training.compile`` (its precision, XLA and devices; build the
+            model under ``training.scope()``) and makes the optimizer's variables at once.
+        compile_kwargs: more arguments for ``compile`` (``metrics``, ``run_eagerly``, ...).
+
+    Returns:
+        The model to train: ``model``, or with a plan what ``training.compile`` returns
+        (``model`` itself in float32; under mixed precision the same layers with float32
+        outputs).
     """
     if steps is not None:
         learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
             [int(0.75 * steps)], [learning_rate, learning_rate / 10])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss={key: MaskedL2(name=f"{key}_l2") for key in model.output_names},
-                  **compile_kwargs)
+    loss = {key: MaskedL2(name=f"{key}_l2") for key in model.output_names}
+    if training is not None:
+        return training.compile(model, optimizer=lambda: keras.optimizers.Adam(learning_rate),
+                                loss=loss, **compile_kwargs)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, **compile_kwargs)
     return model
 
 
