@@ -24,7 +24,10 @@ per execution: ``TRAINING.fit`` is then ``model.fit`` with the same arguments, s
   else: the CPU gains nothing from float16). Outputs are cast back to float32 (a float32 linear
   layer per output, as the Keras mixed-precision guide advises), so losses are computed in
   float32, and the optimizer is wrapped in ``keras.optimizers.LossScaleOptimizer``.
-- **XLA** (``jit_compile``): off unless asked for; ask where ``bestiary bench --jit-compile``
+- **XLA** (``jit_compile``): Keras' own ``"auto"`` by default, which on a GPU turns XLA on
+  for a model whose layers all support it (off under ``tf.distribute`` or with op determinism),
+  and off on a CPU-only machine, where ``plan_for`` writes it as ``False``. ``True`` or ``False``
+  force it; force it on where ``bestiary bench --jit-compile``
   measured it faster for the model at hand.
 - **Steps per execution**: 1 unless asked for. More steps per ``tf.function`` call pay on a GPU
   for small models, but callbacks (``StepHistory``) then see one batch in ``k``.
@@ -124,7 +127,7 @@ class TrainingPlan:
     profile: str
     strategy: object
     precision: str
-    jit_compile: bool
+    jit_compile: bool | str
     steps_per_execution: int
     device: str
     seconds: float = 0.0
@@ -153,7 +156,8 @@ class TrainingPlan:
         """Compiles ``model`` with the plan's choices; returns the model to train.
 
         - ``optimizer``: a ``keras.optimizers.Optimizer``, or a function of no arguments
-          returning one (called in the strategy's scope, which several devices need). With
+          returning one. An optimizer made outside the plan's strategy (several devices) is made
+          again inside it from its config; on one device it is used as it is. With
           ``mixed_float16`` it is wrapped in ``keras.optimizers.LossScaleOptimizer``; models
           with their own ``train_step`` scale their loss with ``self.optimizer.scale_loss``.
         - Under a mixed policy a functional model whose outputs are not float32 is returned
@@ -172,6 +176,12 @@ class TrainingPlan:
                 model = _float32_outputs(model)
             opt = optimizer() if callable(optimizer) and not isinstance(
                 optimizer, keras.optimizers.Optimizer) else optimizer
+            made_in = getattr(opt, "_distribution_strategy", None)
+            if made_in is not None and made_in is not self.strategy:
+                # Keras' TensorFlow optimizer keeps the strategy current when it was made: one
+                # made outside this plan's scope (optimizer=Adam(...) in a notebook) is made
+                # again here from its config (learning-rate schedule included)
+                opt = type(opt).from_config(opt.get_config())
             if self.precision == "mixed_float16" and not isinstance(
                     opt, keras.optimizers.LossScaleOptimizer):
                 opt = keras.optimizers.LossScaleOptimizer(opt)
@@ -227,12 +237,13 @@ class TrainingPlan:
         return (f"profile {self.profile} | {kind} strategy, {self.replicas} replica(s) on "
                 f"{self.device} | precision {self.precision}"
                 f"{' (loss scaling)' if self.precision == 'mixed_float16' else ''} | XLA "
-                f"{'on' if self.jit_compile else 'off'} | {self.steps_per_execution} step(s) "
+                f"{'auto' if self.jit_compile == 'auto' else 'on' if self.jit_compile else 'off'}"
+                f" | {self.steps_per_execution} step(s) "
                 "per execution")
 
 
 def plan_for(profile: str, *, devices=None, strategy=None, precision: str | None = None,
-             jit_compile: bool = False, steps_per_execution: int = 1) -> TrainingPlan:
+             jit_compile: bool | str = "auto", steps_per_execution: int = 1) -> TrainingPlan:
     """Decides strategy, precision, XLA and steps per execution (see the module docstring).
 
     Args:
@@ -242,7 +253,8 @@ def plan_for(profile: str, *, devices=None, strategy=None, precision: str | None
             created at program start).
         precision: ``None`` (``mixed_float16`` for ``full`` on a GPU, else ``float32``) or one
             of ``PRECISIONS``.
-        jit_compile: compile the train step with XLA.
+        jit_compile: compile the train step with XLA: ``True``, ``False`` or ``"auto"`` (Keras'
+            rule on a GPU; ``False`` on a CPU-only machine).
         steps_per_execution: training steps per ``tf.function`` call (a whole number >= 1).
     """
     import tensorflow as tf
@@ -251,8 +263,9 @@ def plan_for(profile: str, *, devices=None, strategy=None, precision: str | None
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} must be None (chosen by profile) or one of "
                          f"{', '.join(PRECISIONS)}.")
-    if not isinstance(jit_compile, (bool, np.bool_)):
-        raise ValueError(f"jit_compile={jit_compile!r} must be True or False (turn it on where "
+    if not (isinstance(jit_compile, (bool, np.bool_)) or jit_compile == "auto"):
+        raise ValueError(f"jit_compile={jit_compile!r} must be True, False or 'auto' (force it "
+                         "on where "
                          "`bestiary bench --jit-compile` measured it faster).")
     if (isinstance(steps_per_execution, bool) or int(steps_per_execution) != steps_per_execution
             or steps_per_execution < 1):
@@ -267,7 +280,10 @@ def plan_for(profile: str, *, devices=None, strategy=None, precision: str | None
     if precision is None:
         precision = "mixed_float16" if profile == "full" and gpus else "float32"
     device = (f"{len(gpus)} GPU(s)" if gpus else "CPU") if devices is None else ", ".join(devices)
-    return TrainingPlan(profile, strategy, precision, bool(jit_compile),
+    if jit_compile == "auto" and not gpus:
+        jit_compile = False  # Keras' "auto" on a CPU-only machine
+    jit_compile = jit_compile if jit_compile == "auto" else bool(jit_compile)
+    return TrainingPlan(profile, strategy, precision, jit_compile,
                         int(steps_per_execution), device)
 
 
@@ -303,7 +319,7 @@ class ProfileFit:
 def fit_profile(build_model, dataset, *, profile: str, steps: int, optimizer, loss,
                 metrics=None, epochs: int = 1, callbacks=None, verbose: int = 0,
                 devices=None, strategy=None, precision: str | None = None,
-                jit_compile: bool = False, steps_per_execution: int = 1,
+                jit_compile: bool | str = "auto", steps_per_execution: int = 1,
                 log=print) -> ProfileFit:
     """Builds, compiles and trains ``build_model()`` with the profile's choices.
 

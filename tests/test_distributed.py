@@ -48,7 +48,7 @@ _COMMON = textwrap.dedent("""
         h = keras.layers.Flatten()(h)
         return keras.Model(inputs, keras.layers.Dense(2, name="logits")(h))
 
-    def train(devices=None, strategy=None, steps=12):
+    def train(devices=None, strategy=None, steps=12, made_outside=False):
         import keras
         from bestiary_keras.distributed import array_dataset, fit_profile
         from bestiary_keras.training import StepHistory
@@ -57,7 +57,8 @@ _COMMON = textwrap.dedent("""
         history = StepHistory(per_batch=True)
         fit = fit_profile(
             build, array_dataset(x, y, batch_size=16, seed=0), profile="ci", steps=steps,
-            optimizer=lambda: keras.optimizers.SGD(0.1),
+            optimizer=keras.optimizers.SGD(0.1) if made_outside
+            else lambda: keras.optimizers.SGD(0.1),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             devices=devices, strategy=strategy, callbacks=[history], log=None)
         return {"plan": str(fit.plan), "replicas": fit.plan.replicas,
@@ -72,7 +73,9 @@ _TWO_LOGICAL_CPUS = _COMMON + textwrap.dedent("""
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     one = train(devices=["/cpu:0"])
     two = train(devices=["/cpu:0", "/cpu:1"])
-    print(json.dumps({"one": one, "two": two}))
+    # an optimizer made outside the strategy's scope, as the notebooks pass it
+    outside = train(devices=["/cpu:0", "/cpu:1"], made_outside=True)
+    print(json.dumps({"one": one, "two": two, "outside": outside}))
 """)
 
 _WORKER = _COMMON + textwrap.dedent("""
@@ -120,6 +123,8 @@ def test_one_and_two_replicas_train_the_same_model():
     assert np.mean(one["losses"][-4:]) < np.mean(one["losses"][:4])  # it learns
     for a, b in zip(one["weights"], two["weights"]):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    # an optimizer made outside the scope is made again inside it: the same training
+    np.testing.assert_array_equal(result["outside"]["losses"], two["losses"])
     print(f"one vs two replicas: {time.perf_counter() - start:.1f} s, largest loss difference "
           f"{np.max(np.abs(np.subtract(one['losses'], two['losses']))):.2e}")
 
@@ -187,8 +192,10 @@ def test_plan_chooses_by_profile_and_checks_its_arguments():
         plan_for("ci", precision="float16")
     with pytest.raises(ValueError, match="steps_per_execution=0"):
         plan_for("ci", steps_per_execution=0)
-    with pytest.raises(ValueError, match="jit_compile='auto'"):
-        plan_for("ci", jit_compile="auto")
+    assert plan_for("ci", jit_compile="auto").jit_compile is False  # Keras' "auto" on a CPU
+    assert plan_for("ci", jit_compile=True).jit_compile is True
+    with pytest.raises(ValueError, match="jit_compile='yes'"):
+        plan_for("ci", jit_compile="yes")
 
 
 def _two_outputs():

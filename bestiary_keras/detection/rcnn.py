@@ -268,7 +268,8 @@ class RCNN:
         for start in range(0, len(boxes), batch_size):
             sl = slice(start, start + batch_size)
             warped = warp_regions(images, boxes[sl], image_index[sl], self.size, self.context)
-            values = [np.asarray(v) for v in self._predict(warped)]
+            # float32 for scikit-learn, also when the CNN runs in float16 (a mixed policy)
+            values = [np.asarray(v, np.float32) for v in self._predict(warped)]
             if outputs is None:
                 outputs = tuple(np.empty((len(boxes),) + v.shape[1:], v.dtype) for v in values)
             for out, value in zip(outputs, values):
