@@ -40,7 +40,10 @@ def _lesson(number, colour=(200, 30, 30)):
     cells = [
         new_markdown_cell(f"# {number} · A lesson\n\nThe slide's claim, with $x^2$ inline."),
         parameters,
-        new_code_cell("from bestiary_keras import runtime\nPROFILE = runtime.setup(PROFILE, SEED)"),
+        new_code_cell("from bestiary_keras import distributed, runtime\n"
+                      "PROFILE = runtime.setup(PROFILE, SEED)\n"
+                      "TRAINING = distributed.plan_for(PROFILE)  # the training plan\n"
+                      "print(TRAINING)"),
         new_code_cell("import numpy as np\nfrom matplotlib import pyplot as plt  # figures"),
         new_code_cell("SECRET_SETUP = 1\nprint(SECRET_SETUP)"),
         new_markdown_cell("## 1. The loss\n\nIn words first."),

@@ -47,11 +47,25 @@ def _is_setup_call(node: ast.stmt) -> bool:
             and value.func.value.id == "runtime")
 
 
+def _is_training_plan(node) -> bool:
+    """``TRAINING = distributed.plan_for(...)`` or ``print(TRAINING)``: the set-up cell's plan."""
+    if isinstance(node, ast.Assign):
+        value = node.value
+        return (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+                and value.func.attr == "plan_for" and isinstance(value.func.value, ast.Name)
+                and value.func.value.id == "distributed")
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name) and node.value.func.id == "print"
+            and len(node.value.args) == 1 and isinstance(node.value.args[0], ast.Name)
+            and node.value.args[0].id == "TRAINING" and not node.value.keywords)
+
+
 def is_setup_code(cell) -> bool:
     """True for set-up code an audience skips: the ``parameters`` cell, ``runtime.setup``, imports.
 
     A code cell counts when it is tagged ``parameters`` or when every statement in it is an
-    import or the ``runtime.setup(...)`` call (comments and blank lines aside).
+    import, the ``runtime.setup(...)`` call or the training plan (``TRAINING =
+    distributed.plan_for(...)`` and ``print(TRAINING)``), comments and blank lines aside.
     """
     if cell.cell_type != "code":
         return False
@@ -62,7 +76,7 @@ def is_setup_code(cell) -> bool:
     except SyntaxError:  # IPython magics and the like: not plain set-up code
         return False
     return bool(body) and all(isinstance(node, (ast.Import, ast.ImportFrom)) or _is_setup_call(node)
-                              for node in body)
+                              or _is_training_plan(node) for node in body)
 
 
 def slide_type(cell, *, is_first_markdown: bool) -> str:
