@@ -340,7 +340,7 @@ def _detector_batch():
             "proposal_valid": valid}
 
 
-@pytest.mark.parametrize("name", ["fast_rcnn", "faster_rcnn", "view_synthesis"])
+@pytest.mark.parametrize("name", ["fast_rcnn", "faster_rcnn", "mask_rcnn", "view_synthesis"])
 def test_models_with_their_own_train_step_scale_the_loss(name):
     """Under mixed_float16 their train_step multiplies the loss by the loss scale, and the
     LossScaleOptimizer divides the gradients by it: one step moves the weights as in float32
@@ -362,6 +362,17 @@ def test_models_with_their_own_train_step_scale_the_loss(name):
                                             fc_units=(8,), rois_per_image=4, post_nms_train=8,
                                             post_nms_test=8)
             batch = {k: v for k, v in _detector_batch().items() if not k.startswith("propos")}
+        elif name == "mask_rcnn":
+            from bestiary_keras.datasets.scenes import make_scenes
+            from bestiary_keras.detection import mask_rcnn
+
+            model = mask_rcnn.mask_rcnn((64, 64, 3), 3, widths=(8, 8, 16, 16), pool_size=2,
+                                        fc_units=(16,), rpn_width=16, mask_width=8,
+                                        mask_convs=1, seed=0)
+            scenes = make_scenes(2, 64, classes=("circle", "square", "triangle"),
+                                 min_objects=1, max_objects=2, seed=5, cache=False)
+            (batch,) = mask_rcnn.MaskBatches(scenes, batch_size=2, steps=1, seed=0,
+                                             flip=False)[0]
         else:
             model = networks.ViewSynthesis(
                 networks.disp_net((32, 48, 3), filters=(8, 8, 16, 16)),

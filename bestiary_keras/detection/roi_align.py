@@ -133,7 +133,8 @@ class RoIAlign(layers.Layer):
 
     def call(self, features, rois):
         features = ops.convert_to_tensor(features)
-        rois = ops.cast(ops.convert_to_tensor(rois), features.dtype)
+        # the sampling geometry in float32, also when the features are float16 (mixed policy)
+        rois = ops.cast(ops.convert_to_tensor(rois), "float32")
         height, width = features.shape[1], features.shape[2]
         ph, pw = self.pool_size
         a_y = self._weights(rois[..., 1], rois[..., 3], ph, height)  # (B, R, PH, H)
