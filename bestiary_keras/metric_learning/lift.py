@@ -225,8 +225,9 @@ class SoftArgmax(layers.Layer):
         xs = ops.cast(ops.arange(w), "float32") + m
         grid_x = ops.reshape(ops.broadcast_to(xs[None, :], (h, w)), (-1,))
         grid_y = ops.reshape(ops.broadcast_to(ys[:, None], (h, w)), (-1,))
-        x = ops.sum(weights * grid_x, axis=-1)
-        y = ops.sum(weights * grid_y, axis=-1)
+        # the location in float32, also when the map is float16 (mixed policy)
+        x = ops.sum(ops.cast(weights, "float32") * grid_x, axis=-1)
+        y = ops.sum(ops.cast(weights, "float32") * grid_y, axis=-1)
         score = ops.sum(weights * flat, axis=-1)
         return ops.stack([x, y], axis=-1), score
 
