@@ -48,11 +48,12 @@ import json
 import os
 import time
 
-import keras
 import numpy as np
 
 from bestiary_keras import runtime
-from bestiary_keras.training import build_optimizer
+
+# Keras (and so TensorFlow) is imported inside the functions: a notebook imports this module
+# in its set-up cell, and TensorFlow must load after runtime.setup has quietened it.
 
 __all__ = ["PRECISIONS", "ProfileFit", "TrainingPlan", "array_dataset", "fit_profile",
            "plan_for", "strategy_for", "tf_config_workers"]
@@ -144,6 +145,8 @@ class TrainingPlan:
         The previous global dtype policy is restored on leaving, so code outside the block
         (evaluation helpers, other models) keeps float32.
         """
+        import keras
+
         previous = keras.mixed_precision.global_policy().name
         keras.mixed_precision.set_global_policy(self.precision)
         try:
@@ -167,6 +170,10 @@ class TrainingPlan:
           (``loss``, ``metrics``, ``loss_weights``, ...) go to ``model.compile``.
         - The optimizer's variables are made at once (``training.build_optimizer``).
         """
+        import keras
+
+        from bestiary_keras.training import build_optimizer
+
         for key in ("jit_compile", "steps_per_execution"):
             if key in compile_kwargs:
                 raise ValueError(f"{key}= is the plan's choice: pass it to plan_for(...).")
@@ -297,6 +304,8 @@ def _functional(model) -> bool:
 
 def _float32_outputs(model):
     """``model`` with every floating output cast to float32 by a float32 linear layer."""
+    import keras
+
     outputs = model.outputs
     if all(keras.backend.standardize_dtype(o.dtype) == "float32" for o in outputs):
         return model
@@ -372,6 +381,8 @@ def _fit_multi_worker(model, dataset, *, epochs, steps, callbacks, verbose, init
     loss, gradients, all-reduce and optimizer as ``fit``), averages the logs over the replicas,
     and calls the callbacks once per step, as ``fit`` with one step per execution does.
     """
+    import keras
+
     import tensorflow as tf
 
     strategy = model.distribute_strategy
@@ -425,6 +436,8 @@ def array_dataset(x, y=None, *, batch_size: int, seed: int | None = 0, augment=N
         repeat: repeat forever (``fit`` then needs ``steps_per_epoch``).
         cache: cache the examples after the first pass (before the augmentation).
     """
+    import keras
+
     import tensorflow as tf
 
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:

@@ -388,3 +388,13 @@ def test_models_with_their_own_train_step_scale_the_loss(name):
     logs = model.train_on_batch(batch, return_dict=True)
     assert len(scaled) == 1
     assert all(np.isfinite(v) for v in logs.values())
+
+
+def test_importing_the_plan_module_loads_no_tensorflow():
+    """The notebooks import it in their set-up cell, before runtime.setup quietens TensorFlow:
+    importing TensorFlow there would store its start-up log lines in the notebook."""
+    code = ("import sys\nfrom bestiary_keras import distributed, runtime\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=_env(), cwd=ROOT, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
