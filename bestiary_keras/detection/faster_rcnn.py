@@ -248,13 +248,17 @@ class FasterRCNN(keras.Model):
         return as_float32((ops.reshape(logits, (shape[0], shape[1], self.num_classes + 1)),
                            ops.reshape(deltas, (shape[0], shape[1], self.num_classes, 4))))
 
+    def rpn_outputs(self, features, training=False):
+        """The RPN's ``(logits, deltas)`` on ``features``, in float32 (also under a mixed policy)."""
+        return as_float32(self.rpn(features, training=training))
+
     def call(self, images, training=False):
         features = self.body(images, training=training)
-        return as_float32(self.rpn(features, training=training))
+        return self.rpn_outputs(features, training=training)
 
     def compute_losses(self, data, training=True):
         features = self.body(data["images"], training=training)
-        rpn_logits, rpn_deltas = as_float32(self.rpn(features, training=training))
+        rpn_logits, rpn_deltas = self.rpn_outputs(features, training=training)
         anchor_labels, anchor_targets = rpn_targets(
             self.anchors, data["boxes"], data["labels"], self.rpn_samples, seed=self.seed_generator)
         loss_rpn, rpn_cls, rpn_reg = rpn_loss(anchor_labels, rpn_logits, anchor_targets,
@@ -295,14 +299,14 @@ class FasterRCNN(keras.Model):
     def proposals_batch(self, images, post_nms=None, pre_nms=None):
         """RPN proposals ``(B, P, 4)``, scores and validity for a batch (test settings)."""
         features = self.body(images, training=False)
-        logits, deltas = as_float32(self.rpn(features, training=False))
+        logits, deltas = self.rpn_outputs(features)
         return propose(self.anchors, logits, deltas, self.image_size,
                        pre_nms or self.pre_nms_test, post_nms or self.post_nms_test)
 
     def detect_batch(self, images):
         """The whole test-time network on one batch: padded ``(boxes, scores, classes, count)``."""
         features = self.body(images, training=False)
-        logits, deltas = as_float32(self.rpn(features, training=False))
+        logits, deltas = self.rpn_outputs(features)
         proposals, _, valid = propose(self.anchors, logits, deltas, self.image_size,
                                       self.pre_nms_test, self.post_nms_test)
         cls_logits, box_deltas = self.head_outputs(features, proposals, training=False)

@@ -282,7 +282,7 @@ class MaskRCNN(frcnn.FasterRCNN):
 
     def compute_losses(self, data, training=True):
         fine, coarse = self.features(data["images"], training=training)
-        rpn_logits, rpn_deltas = as_float32(self.rpn(coarse, training=training))
+        rpn_logits, rpn_deltas = self.rpn_outputs(coarse, training=training)
         anchor_labels, anchor_targets = frcnn.rpn_targets(
             self.anchors, data["boxes"], data["labels"], self.rpn_samples, seed=self.seed_generator)
         loss_rpn, rpn_cls, rpn_reg = frcnn.rpn_loss(anchor_labels, rpn_logits, anchor_targets,
@@ -323,7 +323,7 @@ class MaskRCNN(frcnn.FasterRCNN):
     def segment_batch(self, images):
         """Test time: boxes as in Faster R-CNN, then one mask per detected box."""
         fine, coarse = self.features(images, training=False)
-        rpn_logits, rpn_deltas = as_float32(self.rpn(coarse, training=False))
+        rpn_logits, rpn_deltas = self.rpn_outputs(coarse)
         proposals, _, valid = frcnn.propose(self.anchors, rpn_logits, rpn_deltas, self.image_size,
                                             self.pre_nms_test, self.post_nms_test)
         cls_logits, box_deltas = self.head_outputs(coarse, proposals, training=False)
